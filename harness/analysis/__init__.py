@@ -1,0 +1,1 @@
+"""From raw records to tidy pandas frames, statistics, the comparison table and a verdict."""

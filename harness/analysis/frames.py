@@ -1,0 +1,118 @@
+"""Tidy pandas frames built from a loaded run: one row per cell, per unit, per sample."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.records import RunData
+
+_CPU = ("cpu_user", "cpu_sys")
+
+
+def units_frame(run: RunData) -> pd.DataFrame:
+    """One row per unit record; durations in ms, ``wait_ms`` = start - intended start."""
+    rows = [u for cell_units in run.units.values() for u in cell_units]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=["cell", "mode", "unit", "group", "status", "duration_ms",
+                                     "wait_ms", "latency_ms", "attempts"])
+    ran = frame["start_ns"] >= 0
+    frame["duration_ms"] = np.where(ran, (frame["end_ns"] - frame["start_ns"]) / 1e6, np.nan)
+    frame["wait_ms"] = np.where(ran, (frame["start_ns"] - frame["intended_ns"]) / 1e6, np.nan)
+    frame["latency_ms"] = np.where(ran, (frame["end_ns"] - frame["intended_ns"]) / 1e6, np.nan)
+    return frame
+
+
+def samples_frame(run: RunData) -> pd.DataFrame:
+    """One row per sample, with per-interval CPU percent (100 = one full core) and ``t_ns``
+    relative to the cell's t0 (negative: the child was still starting up)."""
+    parts = []
+    t0s = {c["cell_id"]: c.get("t0_perf_ns") for c in run.cells}
+    for cell_id, samples in run.samples.items():
+        if not samples:
+            continue
+        frame = pd.DataFrame(samples)
+        frame["cell"] = cell_id
+        t0 = t0s.get(cell_id)
+        frame["t_ns"] = frame["t_abs_ns"] - t0 if t0 is not None else np.nan
+        frame = frame.sort_values(["series", "t_abs_ns"])
+        cpu = frame["cpu_user"] + frame["cpu_sys"]
+        dt = frame.groupby("series")["t_abs_ns"].diff() / 1e9
+        frame["cpu_pct"] = (cpu.groupby(frame["series"]).diff() / dt * 100).clip(lower=0)
+        parts.append(frame)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _window_stats(samples: pd.DataFrame, makespan: float | None) -> dict[str, Any]:
+    """Resource use of one series over the cell's measured window (t0 .. t0 + makespan)."""
+    if samples.empty:
+        return {}
+    t = samples["t_ns"].astype("float") / 1e9
+    end = makespan if makespan is not None else t.max()
+    inside = samples[(t >= 0) & (t <= end + 0.15)]
+    before = samples[t < 0]
+    ref = before.iloc[[-1]] if not before.empty else samples.iloc[[0]]
+    last = inside.iloc[[-1]] if not inside.empty else samples.iloc[[-1]]
+    span = (float(last["t_abs_ns"].iloc[0]) - float(ref["t_abs_ns"].iloc[0])) / 1e9
+
+    def delta(col: str) -> float:
+        return float(last[col].iloc[0] - ref[col].iloc[0]) if col in samples else 0.0
+
+    cpu_s = delta("cpu_user") + delta("cpu_sys")
+    window = inside if not inside.empty else samples
+    return {
+        "cpu_s": cpu_s,
+        "cpu_user_s": delta("cpu_user"),
+        "cpu_sys_s": delta("cpu_sys"),
+        "cpu_mean_pct": cpu_s / span * 100 if span > 0 else np.nan,
+        "cpu_peak_pct": float(window["cpu_pct"].max()) if "cpu_pct" in window else np.nan,
+        "rss_peak_mb": float(samples["rss"].max()) / 2**20,
+        "uss_peak_mb": float(samples["uss"].max()) / 2**20,
+        "read_mb": delta("read_bytes") / 2**20,
+        "write_mb": delta("write_bytes") / 2**20,
+        "read_chars_mb": delta("read_chars") / 2**20,
+        "write_chars_mb": delta("write_chars") / 2**20,
+        "ctx_switches": delta("ctx_vol") + delta("ctx_invol"),
+        "threads_peak": float(samples["threads"].max()),
+        "procs_peak": float(samples["procs"].max()),
+        "samples": int(len(samples)),
+    }
+
+
+def cells_frame(run: RunData, samples: pd.DataFrame | None = None,
+                units: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per cell: outcome, makespan, verify, bound and resource use of its tree and of
+    each service series (columns prefixed ``svc_<name>_``)."""
+    samples = samples_frame(run) if samples is None else samples
+    units = units_frame(run) if units is None else units
+    rows = []
+    for cell in run.cells:
+        row: dict[str, Any] = {k: cell.get(k) for k in (
+            "cell_id", "index", "mode", "label", "repeat", "warmup", "status", "makespan_s",
+            "censored", "workers", "units_total", "units_ok", "units_error", "units_not_run",
+            "bound_s", "message")}
+        checks = cell.get("verify") or []
+        row["verify_ok"] = all(c["ok"] for c in checks) if checks else None
+        row["verify_failed"] = "; ".join(c["name"] for c in checks if not c["ok"])
+        row["sampler_cpu_fraction"] = cell.get("sampler", {}).get("cpu_fraction")
+        cell_units = units[units["cell"] == cell["cell_id"]] if not units.empty else units
+        row["retries"] = int((cell_units["attempts"].clip(lower=1) - 1).sum()) \
+            if not cell_units.empty else 0
+        rows.append(row)
+        if samples.empty:
+            continue
+        mine = samples[samples["cell"] == cell["cell_id"]]
+        for series, group in mine.groupby("series"):
+            stats = _window_stats(group, cell.get("makespan_s"))
+            prefix = "" if series == "tree" else f"svc_{series}_"
+            row.update({prefix + k: v for k, v in stats.items()})
+        info = cell.get("info") or {}
+        if "cpu_user_s" in info and cell.get("makespan_s"):
+            # The child's own rusage at t0 and at the end is exact; samples are 10 Hz.
+            row["cpu_user_s"], row["cpu_sys_s"] = info["cpu_user_s"], info["cpu_sys_s"]
+            row["cpu_s"] = info["cpu_user_s"] + info["cpu_sys_s"]
+            row["cpu_mean_pct"] = row["cpu_s"] / cell["makespan_s"] * 100
+    return pd.DataFrame(rows)

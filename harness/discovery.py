@@ -1,0 +1,139 @@
+"""Find and load scenario files: one file in ``scenarios/`` is one scenario.
+
+Scenario modules are loaded by path under a stable module name (``harness_scenario_<name>``)
+so a worker process can load the same file again and unpickle units and payloads that
+reference the module's own classes. A file outside the repo works the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+from harness.scenario import Param, ParamError, ScenarioError
+
+REQUIRED_FUNCTIONS = ("units", "work")
+OPTIONAL_FUNCTIONS = ("prepare", "awork", "reset", "verify", "bound", "teardown", "close_worker")
+
+
+def scenario_dirs() -> list[Path]:
+    """Folders searched for scenarios by name, first match wins."""
+    dirs = []
+    if env := os.environ.get("HARNESS_SCENARIOS"):
+        dirs.extend(Path(p) for p in env.split(os.pathsep) if p)
+    dirs.append(Path.cwd() / "scenarios")
+    dirs.append(Path(__file__).resolve().parent.parent / "scenarios")
+    unique: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def discover() -> dict[str, Path]:
+    """All scenario files found, by name (file stem)."""
+    found: dict[str, Path] = {}
+    for folder in scenario_dirs():
+        for path in sorted(folder.glob("*.py")):
+            if not path.name.startswith("_"):
+                found.setdefault(path.stem, path)
+    return found
+
+
+@dataclass
+class LoadedScenario:
+    """A scenario module plus what the harness derived from it."""
+
+    name: str
+    path: Path
+    module: ModuleType
+    description: str
+    params: dict[str, Param]
+    services: tuple[str, ...]
+    version: str  # hash of the file's source: results from different code never mix
+
+    def function(self, name: str) -> Callable[..., Any] | None:
+        return getattr(self.module, name, None)
+
+    def has(self, name: str) -> bool:
+        return callable(getattr(self.module, name, None))
+
+    def resolve_params(self, overrides: dict[str, str]) -> dict[str, Any]:
+        """Defaults updated with ``--param`` strings, each validated; unknown keys refused."""
+        values = {name: p.default for name, p in self.params.items()}
+        for key, text in overrides.items():
+            if key not in self.params:
+                known = ", ".join(sorted(self.params)) or "none"
+                raise ParamError(f"--param {key}: unknown parameter for scenario "
+                                 f"{self.name!r} (known: {known})")
+            values[key] = self.params[key].parse(text)
+        return values
+
+
+def module_name(path: Path) -> str:
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    return f"harness_scenario_{path.stem}_{digest}"
+
+
+def load_path(path: Path) -> LoadedScenario:
+    """Load a scenario from a file path (cached per process)."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ScenarioError(f"scenario file not found: {path}")
+    name = module_name(path)
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ScenarioError(f"{path}: not a loadable Python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except ScenarioError:
+            raise
+        except Exception as exc:  # a broken scenario file is the user's to fix: say where
+            sys.modules.pop(name, None)
+            raise ScenarioError(f"{path}: failed to import: {type(exc).__name__}: {exc}") from exc
+    return _describe(path, module)
+
+
+def _describe(path: Path, module: ModuleType) -> LoadedScenario:
+    for fn in REQUIRED_FUNCTIONS:
+        if not callable(getattr(module, fn, None)):
+            raise ScenarioError(f"{path}: a scenario must define {fn}(...)")
+    params: dict[str, Param] = {}
+    for p in getattr(module, "PARAMS", ()):
+        if not isinstance(p, Param):
+            raise ScenarioError(f"{path}: PARAMS entries must be harness.scenario.Param, got {p!r}")
+        p.validate(p.default)
+        params[p.name] = p
+    source = path.read_bytes()
+    return LoadedScenario(
+        name=getattr(module, "NAME", path.stem),
+        path=path,
+        module=module,
+        description=getattr(module, "DESCRIPTION", (module.__doc__ or "").strip().split("\n")[0]),
+        params=params,
+        services=tuple(getattr(module, "SERVICES", ())),
+        version=str(getattr(module, "VERSION", "")) + hashlib.sha256(source).hexdigest()[:12],
+    )
+
+
+def load(name_or_path: str) -> LoadedScenario:
+    """Load a scenario by name (searched in scenario folders) or by file path."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".py" or os.sep in name_or_path:
+        return load_path(candidate)
+    found = discover()
+    if name_or_path not in found:
+        known = ", ".join(sorted(found)) or "none found"
+        raise ScenarioError(f"unknown scenario {name_or_path!r} (available: {known}); "
+                            "pass a path to a .py file to use one outside scenarios/")
+    return load_path(found[name_or_path])

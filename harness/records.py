@@ -1,0 +1,226 @@
+"""Versioned, append-only result records: ``results/<scenario>/<run-id>/``.
+
+Layout of a run folder::
+
+    run.json                      RunRecord: metadata, config, plan, status
+    cells/<cell-id>/cell.json     CellRecord: one cell's outcome, verify checks, bound
+    cells/<cell-id>/units.jsonl   one UnitRecord per line, streamed while the cell runs
+    cells/<cell-id>/samples.jsonl one sample per line (series: "tree" or a service name)
+    cells/<cell-id>/stderr.txt    the child's stderr (a crash's traceback lands here)
+
+Raw data only: statistics are computed when read. ``schema_version`` is in run.json; a
+newer version is refused with a message, older ones are upgraded by explicit functions in
+``UPGRADES`` (each takes a run folder's loaded dicts at version N and returns version N+1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+SCHEMA_VERSION = 1
+
+# Unit records travel from the cell process as plain tuples in this order (cheap to build
+# and pickle in the hot loop); the parent turns them into UnitRecord lines.
+UNIT_FIELDS = ("unit", "group", "worker", "attempts", "intended_ns", "start_ns", "end_ns",
+               "status", "error_class", "error", "rows", "bytes", "retries")
+
+UNIT_STATUSES = ("ok", "error", "timeout", "not-run")
+CELL_STATUSES = ("ok", "timeout", "memory-exceeded", "crashed", "interrupted", "harness-error")
+
+
+class SchemaError(Exception):
+    """A results folder cannot be read by this version of the harness."""
+
+
+@dataclass
+class UnitRecord:
+    """One executed (or not executed) unit. Times are ns relative to the cell's t0."""
+
+    cell: str
+    mode: str
+    unit: str
+    group: str
+    worker: str
+    attempts: int
+    intended_ns: int
+    start_ns: int
+    end_ns: int
+    status: str
+    error_class: str | None = None
+    error: str | None = None
+    rows: int = 0
+    bytes: int = 0
+    retries: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_tuple(cls, cell: str, mode: str, values: tuple[Any, ...]) -> "UnitRecord":
+        return cls(cell, mode, **dict(zip(UNIT_FIELDS, values)))
+
+
+@dataclass
+class CellRecord:
+    """The outcome of one (scenario, mode, repeat) cell."""
+
+    cell_id: str
+    index: int
+    mode: str
+    label: str
+    repeat: int
+    warmup: bool
+    status: str = "ok"
+    exit_code: int | None = None
+    message: str = ""
+    started_at_ns: int = 0     # wall clock (time.time_ns) of the cell's t0
+    t0_perf_ns: int | None = None  # the same instant on the perf_counter clock (samples' t_abs_ns)
+    makespan_s: float | None = None  # first unit start to last unit end window, measured in the child
+    censored: bool = False     # makespan is a lower bound (cell killed before it finished)
+    process_wall_s: float = 0.0  # the child's whole lifetime, imports included
+    workers: int = 1
+    options: dict[str, Any] = field(default_factory=dict)
+    units_total: int = 0
+    units_ok: int = 0
+    units_error: int = 0
+    units_not_run: int = 0
+    verify: list[dict[str, Any]] = field(default_factory=list)
+    bound_s: float | None = None
+    sampler: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # mode/scenario extras (pool sizes, ...)
+
+
+@dataclass
+class RunRecord:
+    """Run-level metadata: everything needed to reproduce and to compare runs."""
+
+    run_id: str
+    scenario: dict[str, Any]
+    config: dict[str, Any]
+    metadata: dict[str, Any]
+    services: dict[str, Any] = field(default_factory=dict)
+    plan: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "running"
+    started_at: str = ""
+    finished_at: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+
+def new_run_id() -> str:
+    """UTC start time plus a random suffix: sortable, never reused."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def create_run_dir(root: Path, scenario: str) -> tuple[str, Path]:
+    """Create a fresh ``root/<scenario>/<run-id>/``; an existing folder is never reused."""
+    while True:
+        run_id = new_run_id()
+        path = Path(root) / scenario / run_id
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            return run_id, path
+        except FileExistsError:
+            continue
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON via a temporary file and rename, so a crash never leaves half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, default=_json_default)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return repr(value)
+
+
+class JsonLinesWriter:
+    """Append-only JSON-lines file, flushed after every batch so a kill loses nothing written."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fh = open(self.path, "a", encoding="utf-8")
+
+    def write_many(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self._fh.write("".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
+            self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def read_json_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """Read a JSON-lines file, skipping a torn last line left by a killed writer."""
+    if not Path(path).exists():
+        return
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue
+
+
+# ---- reading a whole run, with schema checks and upgrades ----
+
+UpgradeFn = Callable[[dict[str, Any]], dict[str, Any]]
+UPGRADES: dict[int, UpgradeFn] = {}  # from-version -> function producing version + 1
+
+
+@dataclass
+class RunData:
+    """A run folder loaded into memory, at the current schema version."""
+
+    path: Path
+    run: dict[str, Any]
+    cells: list[dict[str, Any]]
+    units: dict[str, list[dict[str, Any]]]    # cell_id -> unit records
+    samples: dict[str, list[dict[str, Any]]]  # cell_id -> samples
+
+
+def load_run(path: Path) -> RunData:
+    """Load ``run.json`` and every cell; refuse newer schemas, upgrade older ones."""
+    path = Path(path)
+    run_file = path / "run.json"
+    if not run_file.exists():
+        raise SchemaError(f"{path}: not a results folder (no run.json)")
+    run = json.loads(run_file.read_text(encoding="utf-8"))
+    version = int(run.get("schema_version", 0))
+    if version > SCHEMA_VERSION:
+        raise SchemaError(
+            f"{run_file}: schema_version {version} is newer than this harness understands "
+            f"({SCHEMA_VERSION}); upgrade workflow-harness to read it")
+    cells, units, samples = [], {}, {}
+    cells_dir = path / "cells"
+    for cell_dir in sorted(cells_dir.iterdir()) if cells_dir.exists() else []:
+        cell_file = cell_dir / "cell.json"
+        if not cell_file.exists():
+            continue
+        cell = json.loads(cell_file.read_text(encoding="utf-8"))
+        cells.append(cell)
+        units[cell["cell_id"]] = list(read_json_lines(cell_dir / "units.jsonl"))
+        samples[cell["cell_id"]] = list(read_json_lines(cell_dir / "samples.jsonl"))
+    bundle = {"run": run, "cells": cells, "units": units, "samples": samples}
+    while version < SCHEMA_VERSION:
+        if version not in UPGRADES:
+            raise SchemaError(f"{run_file}: no upgrade from schema_version {version}")
+        bundle = UPGRADES[version](bundle)
+        version += 1
+        bundle["run"]["schema_version"] = version
+    cells = sorted(bundle["cells"], key=lambda c: c["index"])
+    return RunData(path, bundle["run"], cells, bundle["units"], bundle["samples"])
+
+
+def asdict_record(record: Any) -> dict[str, Any]:
+    """Dataclass record to a JSON-ready dict."""
+    return asdict(record)

@@ -1,0 +1,218 @@
+"""A whole run: load the scenario, start services, prepare, run every planned cell, record.
+
+The parent observes, the child works: each cell is a fresh child process
+(:mod:`harness.cellrun`), so one mode's imports and memory never leak into the next
+mode's numbers, and a crash, OOM or hang is recorded as that cell's outcome while the run
+goes on. ``reset`` and ``verify`` run here in the parent, outside the measured window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from harness import metadata
+from harness.cellrun import CellLimits, CellProcess
+from harness.config import RunConfig
+from harness.discovery import LoadedScenario, load
+from harness.modes import all_modes, get_mode
+from harness.plan import PlannedCell, make_plan
+from harness.progress import CellProgress
+from harness.records import (CellRecord, RunRecord, asdict_record, create_run_dir,
+                             write_json_atomic)
+from harness.scenario import Check, Context, ScenarioError
+from harness.services.stack import ServiceStack
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class RunInterrupted(Exception):
+    """Ctrl-C: the run stopped cleanly; ``run_dir`` holds every finished record."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(f"interrupted; partial results kept in {run_dir}")
+        self.run_dir = run_dir
+
+
+def state_dir() -> Path:
+    """Where embedded services and generated data live (``.harness/`` of the project)."""
+    return Path(os.environ.get("HARNESS_STATE_DIR", PROJECT_ROOT / ".harness"))
+
+
+def resolve_modes(config: RunConfig, scenario: LoadedScenario) -> list[str]:
+    """The modes to run: as asked, else every registered mode that is available here."""
+    registered = all_modes()
+    if config.modes:
+        unknown = [m for m in config.modes if m not in registered]
+        if unknown:
+            raise ScenarioError(f"--modes: unknown mode {unknown[0]!r} "
+                                f"(available: {', '.join(registered)})")
+        return list(config.modes)
+    return [name for name, cls in registered.items() if cls().available()[0]]
+
+
+def services_needed(scenario: LoadedScenario, params: dict[str, Any]) -> list[str]:
+    declared = scenario.services
+    fn = scenario.function("services")
+    if fn is not None:
+        declared = tuple(fn(params))
+    return list(declared)
+
+
+class Runner:
+    """Runs one configured benchmark; ``run()`` returns the results folder."""
+
+    def __init__(self, config: RunConfig, console: Console | None = None):
+        self.config = config
+        self.console = console or Console(stderr=True)
+        self.scenario = load(config.scenario)
+        self.params = self.scenario.resolve_params(config.params)
+        self.modes = resolve_modes(config, self.scenario)
+        self.plan = make_plan(self.modes, config.repeat, config.warmup)
+
+    def base_context(self, services: dict[str, dict[str, Any]], run_id: str) -> Context:
+        """Shared data (generated fixtures, cached across runs) and per-run scratch space."""
+        root = state_dir()
+        return Context(scenario=self.scenario.name, params=dict(self.params),
+                       services=services, data_dir=root / "data" / self.scenario.name,
+                       work_dir=root / "work" / self.scenario.name / run_id)
+
+    def run(self) -> Path:
+        cfg = self.config
+        run_id, run_dir = create_run_dir(cfg.out, self.scenario.name)
+        (run_dir / "cells").mkdir()
+        record = RunRecord(
+            run_id=run_id,
+            scenario={"name": self.scenario.name, "path": str(self.scenario.path),
+                      "version": self.scenario.version,
+                      "description": self.scenario.description, "params": self.params},
+            config=cfg.to_dict(), metadata=metadata.collect(PROJECT_ROOT),
+            plan=[{"cell_id": c.cell_id, **dataclasses.asdict(c)} for c in self.plan],
+            started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        write_json_atomic(run_dir / "run.json", asdict_record(record))
+        self.console.print(f"[bold]{self.scenario.name}[/]: {len(self.plan)} cells "
+                           f"({', '.join(self.modes)}; {cfg.repeat} repeats + "
+                           f"{int(cfg.warmup)} warm-up) -> {run_dir}")
+        try:
+            with ServiceStack(state_dir(), say=self.console.print) as stack:
+                self._run_cells(stack, record, run_dir)
+            record.status = "finished" if record.status == "running" else record.status
+        except KeyboardInterrupt:
+            record.status = "interrupted"
+            raise RunInterrupted(run_dir) from None
+        except BaseException as exc:
+            record.status = f"failed: {type(exc).__name__}: {exc}"
+            raise
+        finally:
+            record.finished_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            write_json_atomic(run_dir / "run.json", asdict_record(record))
+        return run_dir
+
+    def _run_cells(self, stack: ServiceStack, record: RunRecord, run_dir: Path) -> None:
+        mod = self.scenario
+        needed = services_needed(mod, self.params)
+        if "postgres" in needed:
+            stack.start_postgres()
+        ctx = self.base_context(stack.details, record.run_id)
+        ctx.data_dir.mkdir(parents=True, exist_ok=True)
+        ctx.work_dir.mkdir(parents=True, exist_ok=True)
+        if mod.has("prepare"):
+            self.console.print("preparing the scenario ...")
+            mod.module.prepare(ctx)
+        config_fn = mod.function("service_config")
+        extra = config_fn(ctx) if config_fn is not None else {}
+        for name in needed:
+            if name != "postgres":
+                stack.start(name, extra.get(name, {}))
+        ctx.services = stack.details
+        record.services = stack.versions
+        write_json_atomic(run_dir / "run.json", asdict_record(record))
+        try:
+            with CellProgress(self.console, self.config.progress, len(self.plan)) as progress:
+                for cell in self.plan:
+                    self._run_cell(cell, ctx, stack, run_dir, progress)
+        finally:
+            if mod.has("teardown"):
+                mod.module.teardown(ctx)
+            shutil.rmtree(ctx.work_dir, ignore_errors=True)  # per-run scratch space
+
+    def _run_cell(self, cell: PlannedCell, base: Context, stack: ServiceStack,
+                  run_dir: Path, progress: CellProgress) -> CellRecord:
+        cfg = self.config
+        mode = get_mode(cell.mode)
+        options = cfg.mode_options(cell.mode, mode.default_workers)
+        cell_dir = run_dir / "cells" / cell.cell_id
+        cell_dir.mkdir()
+        ctx = dataclasses.replace(base, cell_id=cell.cell_id, mode=cell.mode,
+                                  workers=options.workers,
+                                  extra={"options": dataclasses.asdict(options)})
+        units = list(self.scenario.module.units(ctx))
+        ctx.concurrency = mode.concurrency(options, len(units))
+        label = mode.label(self.scenario, options)
+        rec = CellRecord(cell_id=cell.cell_id, index=cell.index, mode=cell.mode, label=label,
+                         repeat=cell.repeat, warmup=cell.warmup, workers=options.workers,
+                         options=dataclasses.asdict(options), units_total=len(units))
+        progress.begin(cell.index, cell.cell_id, label, len(units))
+        if self.scenario.has("reset"):
+            self.scenario.module.reset(ctx)
+        spec = {"scenario_path": str(self.scenario.path), "mode": cell.mode,
+                "options": dataclasses.asdict(options),
+                "ctx": {k: v for k, v in vars(ctx).items() if not k.startswith("_")}}
+        limits = CellLimits(cfg.timeout_s,
+                            cfg.max_memory_mb * 2**20 if cfg.max_memory_mb else None,
+                            cfg.sample_hz)
+        child = CellProcess(cell.cell_id, cell.mode, cell_dir, spec, limits, stack.pids,
+                            on_progress=lambda done, errors, total: progress.update(done, errors))
+        try:
+            outcome = child.run()
+        except KeyboardInterrupt:
+            self._close_cell(rec, child, units, ctx, verify=False)
+            progress.end("interrupted", child.outcome.makespan_s)
+            raise
+        self._close_cell(rec, child, units, ctx, verify=True)
+        progress.end(outcome.status, outcome.makespan_s)
+        return rec
+
+    def _close_cell(self, rec: CellRecord, child: CellProcess, units: list, ctx: Context,
+                    verify: bool) -> None:
+        out = child.outcome
+        child.record_unfinished([(u.id, u.group) for u in units])
+        rec.status, rec.exit_code, rec.message = out.status, out.exit_code, out.message
+        rec.started_at_ns, rec.t0_perf_ns = out.t0_wall_ns, out.t0_ns
+        rec.makespan_s, rec.censored = out.makespan_s, out.censored
+        rec.process_wall_s = out.process_wall_s
+        rec.units_ok = out.counts.get("ok", 0)
+        rec.units_error = out.counts.get("error", 0)
+        rec.units_not_run = out.counts.get("not-run", 0)
+        rec.sampler = out.sampler
+        rec.info = out.info
+        if verify:
+            rec.verify = [dataclasses.asdict(c) for c in self._verify(ctx)]
+            rec.bound_s = self._bound(ctx)
+        write_json_atomic(child.cell_dir / "cell.json", asdict_record(rec))
+
+    def _verify(self, ctx: Context) -> list[Check]:
+        fn = self.scenario.function("verify")
+        if fn is None:
+            return []
+        try:
+            return list(fn(ctx))
+        except Exception as exc:  # a verify that cannot run is a failed check, not a crash
+            return [Check("verify", "runs", f"{type(exc).__name__}: {exc}", False)]
+
+    def _bound(self, ctx: Context) -> float | None:
+        fn = self.scenario.function("bound")
+        if fn is None:
+            return None
+        try:
+            value = fn(ctx, ctx.mode)
+        except Exception as exc:
+            self.console.print(f"[yellow]bound() failed: {type(exc).__name__}: {exc}")
+            return None
+        return float(value) if value is not None else None

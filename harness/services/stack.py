@@ -1,0 +1,84 @@
+"""Start the services a scenario needs, hand their details to its context, stop them after.
+
+Two phases, because data services serve what ``prepare`` generates: ``postgres`` starts
+before ``prepare``; ``suppliers`` and ``nas`` start after it, configured by the scenario's
+``service_config(ctx)``. Everything started here is stopped on exit, including on Ctrl-C
+or an exception, so a run never leaves a server or a mount behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Callable
+
+KNOWN_SERVICES = ("postgres", "suppliers", "nas")
+
+
+class ServiceStack(contextlib.ExitStack):
+    """An ExitStack that knows how to start each named service."""
+
+    def __init__(self, state_dir: Path, say: Callable[[str], None] = print):
+        super().__init__()
+        self.state_dir = Path(state_dir)
+        self.say = say
+        self.details: dict[str, dict[str, Any]] = {}   # goes into ctx.services
+        self.pids: dict[str, list[int]] = {}           # sampled as separate series
+        self.versions: dict[str, Any] = {}             # recorded in run.json
+        self.handles: dict[str, Any] = {}
+
+    def start_postgres(self) -> None:
+        from harness.services.postgres import PostgresService
+
+        service = PostgresService(data_dir=self.state_dir / "pg")
+        info = service.start()
+        self.callback(service.stop)
+        self.handles["postgres"] = service
+        self.say(f"PostgreSQL {info.version}: {info.source}")
+        self.details["postgres"] = {"dsn": info.dsn, "version": info.version,
+                                    "embedded": info.embedded}
+        self.pids["postgres"] = list(info.pids)
+        self.versions["postgres"] = {"version": info.version, "source": info.source,
+                                     "settings": info.settings}
+
+    def start_suppliers(self, **kwargs: Any) -> None:
+        from harness.services.suppliers import SupplierServer
+
+        server = SupplierServer(**kwargs)
+        base_url = server.start()
+        self.callback(server.stop)
+        self.handles["suppliers"] = server
+        self.say(f"supplier endpoints: {base_url} (pid {server.pid})")
+        self.details["suppliers"] = {"base_url": base_url,
+                                     **{k: v for k, v in kwargs.items() if k != "data_dir"}}
+        self.pids["suppliers"] = [server.pid]
+        self.versions["suppliers"] = {"aiohttp": server.version(), **self.details["suppliers"]}
+
+    def start_nas(self, backing: Path, mountpoint: Path, **kwargs: Any) -> None:
+        from harness.services.nas import NasVolume, fuse_available
+
+        ok, reason = fuse_available()
+        if not ok:
+            self.say(f"NFS-like volume unavailable ({reason}); reading the local folder instead")
+            self.details["nas"] = {"available": False, "reason": reason, "path": str(backing)}
+            self.versions["nas"] = self.details["nas"]
+            return
+        volume = NasVolume(Path(backing), Path(mountpoint), **kwargs)
+        path = volume.mount()
+        self.callback(volume.unmount)
+        self.handles["nas"] = volume
+        self.say(f"NFS-like volume mounted at {path} (pid {volume.pid})")
+        self.details["nas"] = {"available": True, "path": str(path), **kwargs}
+        self.pids["nas"] = [volume.pid]
+        self.versions["nas"] = dict(self.details["nas"])
+
+    def start(self, name: str, config: dict[str, Any]) -> None:
+        """Start one named service with the scenario's configuration for it."""
+        if name == "postgres":
+            self.start_postgres()
+        elif name == "suppliers":
+            self.start_suppliers(**config)
+        elif name == "nas":
+            self.start_nas(**config)
+        else:
+            raise ValueError(f"unknown service {name!r} (known: {', '.join(KNOWN_SERVICES)})")

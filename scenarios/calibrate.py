@@ -1,0 +1,174 @@
+"""calibrate: units of known cost, so every mode's makespan has an exact theoretical value.
+
+I/O-like units sleep (a stand-in for a remote call, on purpose: the point is a known
+duration); CPU-like units spin until their own thread has used the given CPU time, so
+they cost exactly that much CPU whatever the scheduling. ``bound`` returns the theoretical
+makespan for the mode (simulating the grouped dispatcher exactly), which is how the harness
+proves its own measurements right: efficiency near 1.0 in every mode.
+
+Each unit leaves a receipt file (created exclusively), so ``verify`` can prove every unit
+ran exactly once. Fault-injection parameters exist to test the harness itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+from harness.scenario import Check, Context, Param, Unit, UnitResult
+
+NAME = "calibrate"
+DESCRIPTION = "units of known cost (sleep or CPU spin) in groups; exact theoretical makespans"
+
+PARAMS = (
+    Param("units", 240, "number of units", minimum=1),
+    Param("groups", 4, "number of groups (units are split into contiguous blocks)", minimum=1),
+    Param("cost_ms", 10.0, "cost of one unit in milliseconds", minimum=0.0),
+    Param("kind", "io", "io: sleep (remote delay); cpu: spin on the thread's CPU clock",
+          choices=("io", "cpu")),
+    Param("receipts", True, "write one receipt file per unit so verify can count them"),
+    Param("fail_every", 0, "test hook: every Nth unit raises (0 = never)", minimum=0),
+    Param("crash_at", -1, "test hook: the cell process dies at this unit index (-1 = never)"),
+    Param("alloc_mb", 0.0, "test hook: each unit keeps this many MB alive", minimum=0.0),
+)
+
+_kept: list[bytearray] = []  # alloc_mb test hook: memory that grows with every unit
+
+
+def units(ctx: Context) -> list[Unit]:
+    n, groups = ctx.params["units"], ctx.params["groups"]
+    per_group = math.ceil(n / groups)
+    return [Unit(id=f"u{i:06d}", group=f"g{i // per_group:02d}", payload=i) for i in range(n)]
+
+
+def _receipts_dir(ctx: Context) -> Path:
+    return ctx.work_dir / "receipts" / ctx.cell_id
+
+
+def reset(ctx: Context) -> None:
+    folder = _receipts_dir(ctx)
+    if folder.exists():
+        shutil.rmtree(folder)  # a cell counts only its own receipts
+    if ctx.params["receipts"]:
+        folder.mkdir(parents=True)
+
+
+def _spin(seconds: float) -> None:
+    deadline = time.thread_time() + seconds
+    while time.thread_time() < deadline:
+        pass
+
+
+def _hooks(unit: Unit, ctx: Context) -> None:
+    index = unit.payload
+    if ctx.params["crash_at"] == index:
+        os._exit(70)  # simulates a hard crash (segfault, OOM kill) of the cell process
+    if ctx.params["alloc_mb"]:
+        _kept.append(bytearray(os.urandom(1) * int(ctx.params["alloc_mb"] * 2**20)))
+    every = ctx.params["fail_every"]
+    if every and (index + 1) % every == 0:
+        raise RuntimeError(f"injected failure at unit {index}")
+
+
+def _receipt(unit: Unit, ctx: Context) -> None:
+    if ctx.params["receipts"]:
+        # O_EXCL: a unit executed twice fails loudly instead of silently double-counting.
+        fd = os.open(_receipts_dir(ctx) / unit.id, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.close(fd)
+
+
+def work(unit: Unit, ctx: Context) -> UnitResult:
+    _hooks(unit, ctx)
+    seconds = ctx.params["cost_ms"] / 1000
+    if ctx.params["kind"] == "io":
+        time.sleep(seconds)
+    else:
+        _spin(seconds)
+    _receipt(unit, ctx)
+    return UnitResult(rows=1)
+
+
+async def awork(unit: Unit, ctx: Context) -> UnitResult:
+    _hooks(unit, ctx)
+    seconds = ctx.params["cost_ms"] / 1000
+    if ctx.params["kind"] == "io":
+        await asyncio.sleep(seconds)
+    else:
+        _spin(seconds)  # CPU work blocks the event loop, as it would in real code
+    _receipt(unit, ctx)
+    return UnitResult(rows=1)
+
+
+def verify(ctx: Context) -> list[Check]:
+    if not ctx.params["receipts"]:
+        return []
+    folder = _receipts_dir(ctx)
+    landed = len(os.listdir(folder)) if folder.exists() else 0
+    expected = ctx.params["units"]
+    every = ctx.params["fail_every"]
+    if every:
+        expected -= expected // every
+    return [Check("units executed exactly once", expected, landed, landed == expected,
+                  "receipt files created with O_EXCL, one per unit")]
+
+
+def group_sizes(ctx: Context) -> list[int]:
+    sizes: dict[str, int] = {}
+    for unit in units(ctx):
+        sizes[unit.group] = sizes.get(unit.group, 0) + 1
+    return list(sizes.values())
+
+
+def simulate_grouped(sizes: list[int], cost: float, cap: int, stagger: float,
+                     workers: int) -> float:
+    """Makespan of the grouped dispatcher (same round-robin rule) with equal unit costs."""
+    remaining, running = list(sizes), [0] * len(sizes)
+    free, cursor, t = workers, 0, 0.0
+    ends: list[tuple[float, int]] = []
+    while any(remaining) or ends:
+        while free:
+            picked = None
+            for step in range(len(sizes)):
+                g = (cursor + step) % len(sizes)
+                if remaining[g] and g * stagger <= t + 1e-12 and running[g] < cap:
+                    picked, cursor = g, (cursor + step + 1) % len(sizes)
+                    break
+            if picked is None:
+                break
+            remaining[picked] -= 1
+            running[picked] += 1
+            free -= 1
+            heapq.heappush(ends, (t + cost, picked))
+        releases = [g * stagger for g in range(len(sizes)) if remaining[g] and g * stagger > t]
+        t = min(releases + [ends[0][0]] if ends else releases)
+        while ends and ends[0][0] <= t + 1e-12:
+            _, g = heapq.heappop(ends)
+            running[g] -= 1
+            free += 1
+    return t
+
+
+def bound(ctx: Context, mode: str) -> float:
+    """Theoretical makespan of ``mode`` (a lower bound: dispatch overhead is not in it)."""
+    n, cost = ctx.params["units"], ctx.params["cost_ms"] / 1000
+    workers = max(1, ctx.workers)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpu = ctx.params["kind"] == "cpu"
+    if mode == "serial":
+        return n * cost
+    if mode == "grouped":
+        options = ctx.extra.get("options", {})
+        span = simulate_grouped(group_sizes(ctx), cost, options.get("group_cap", 3),
+                                options.get("stagger_s", 0.2), workers)
+        return max(span, n * cost) if cpu else span  # CPU-like: the GIL serializes threads
+    if mode in ("threads", "asyncio"):
+        return n * cost if cpu else math.ceil(n / workers) * cost
+    # processes, dask: separate interpreters; CPU-like work is limited by the cores.
+    if cpu:
+        return max(math.ceil(n / workers) * cost, n * cost / min(workers, cores or 1))
+    return math.ceil(n / workers) * cost
