@@ -59,7 +59,9 @@ class CellProcess:
 
     def __init__(self, cell_id: str, mode: str, cell_dir: Path, spec: dict[str, Any],
                  limits: CellLimits, service_pids: dict[str, list[int]],
-                 on_progress: Callable[[int, int, int], None] = lambda done, errors, total: None):
+                 on_progress: Callable[[int, int, int], None] = lambda done, errors, total: None,
+                 side_samplers: list[Callable[[Callable[[str, int, dict[str, float]], None]], Any]]
+                 | None = None):
         self.cell_id = cell_id
         self.mode = mode
         self.cell_dir = cell_dir
@@ -67,6 +69,9 @@ class CellProcess:
         self.limits = limits
         self.service_pids = service_pids
         self.on_progress = on_progress
+        # Factories of extra observers (e.g. PostgreSQL's own statistics): each is called
+        # with ``on_sample`` and returns an object with start() and stop().
+        self.side_samplers = side_samplers or []
         self.outcome = ChildOutcome()
         self._units = JsonLinesWriter(cell_dir / "units.jsonl")
         self._samples = JsonLinesWriter(cell_dir / "samples.jsonl")
@@ -100,6 +105,10 @@ class CellProcess:
                 out.message = message[1]
 
     # ---- samples ----
+
+    def on_sample(self, series: str, t_ns: int, values: dict[str, Any]) -> None:
+        """Record one sample of ``series`` taken at ``t_ns`` (perf_counter clock)."""
+        self._on_sample(series, t_ns, values)
 
     def _on_sample(self, series: str, t_ns: int, values: dict[str, float]) -> None:
         row = {"series": series, "t_abs_ns": t_ns, **values}
@@ -135,6 +144,9 @@ class CellProcess:
         reader.start()
         sampler = Sampler({"tree": [child.pid], **self.service_pids}, self.limits.sample_hz,
                           self._on_sample, self._on_tick).start()
+        observers = [factory(self.on_sample) for factory in self.side_samplers]
+        for observer in observers:
+            observer.start()
         try:
             self._wait(child, started)
         except KeyboardInterrupt:
@@ -143,6 +155,8 @@ class CellProcess:
             raise
         finally:
             self.outcome.sampler = sampler.stop()
+            for observer in observers:
+                observer.stop()
             reader.join(timeout=10)
             self.outcome.process_wall_s = time.perf_counter() - started
             self._finish(child)

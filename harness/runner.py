@@ -65,6 +65,18 @@ def services_needed(scenario: LoadedScenario, params: dict[str, Any]) -> list[st
     return list(declared)
 
 
+def side_samplers(stack: ServiceStack) -> list:
+    """Observers that run beside the psutil sampler for each cell: PostgreSQL's own
+    statistics (pg_stat_database, pg_stat_activity) on a connection of their own."""
+    factories = []
+    if "postgres" in stack.details:
+        from harness.services.pg_stats import PgStatsSampler
+
+        dsn = stack.details["postgres"]["dsn"]
+        factories.append(lambda on_sample: PgStatsSampler(dsn, 2.0, on_sample))
+    return factories
+
+
 class Runner:
     """Runs one configured benchmark; ``run()`` returns the results folder."""
 
@@ -168,7 +180,8 @@ class Runner:
                             cfg.max_memory_mb * 2**20 if cfg.max_memory_mb else None,
                             cfg.sample_hz)
         child = CellProcess(cell.cell_id, cell.mode, cell_dir, spec, limits, stack.pids,
-                            on_progress=lambda done, errors, total: progress.update(done, errors))
+                            on_progress=lambda done, errors, total: progress.update(done, errors),
+                            side_samplers=side_samplers(stack))
         try:
             outcome = child.run()
         except KeyboardInterrupt:

@@ -1,0 +1,87 @@
+"""``harness run SCENARIO``: every mode, every repeat, one results folder, one table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.commands.exitcodes import EXIT_CORRECTNESS, EXIT_INTERRUPTED, EXIT_OK
+
+NAME = "run"
+HELP = "run a scenario in every mode and print the comparison table"
+EPILOG = """\
+examples:
+  harness run calibrate
+  harness run calibrate --modes serial,threads --workers 16 --param kind=cpu
+  harness run csv_ingest --param scale=smoke --param source=local --repeat 1
+  harness run ./my_scenario.py --timeout 60 --max-memory 2048
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("scenario", help="scenario name (see `harness list`) or path to a scenario .py file")
+    p.add_argument("--modes", default="", help="comma-separated modes to run (default: every "
+                   "mode available here, see `harness list`)")
+    p.add_argument("--workers", default=None, help="worker count: N for every mode, or "
+                   "mode=N,... per mode (defaults: serial 1, processes = cores, others 8)")
+    p.add_argument("--repeat", type=int, default=3, help="counted cells per mode (default 3); "
+                   "one extra warm-up cell runs first and is recorded but not counted")
+    p.add_argument("--no-warmup", action="store_true", help="skip the warm-up cell")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="scenario parameter, repeatable (see `harness list` for each scenario's)")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="per-cell time "
+                   "limit in seconds; the cell's process group is killed and the cell recorded "
+                   "as timeout with what it finished (default 600)")
+    p.add_argument("--max-memory", type=float, default=None, metavar="MB", help="per-cell "
+                   "memory budget (RSS of the whole process tree); exceeded -> killed and "
+                   "recorded as memory-exceeded (default: none)")
+    p.add_argument("--sample-hz", type=float, default=10.0, metavar="HZ", help="psutil "
+                   "sampling rate of the cell's process tree and services (default 10; 0 = off)")
+    p.add_argument("--on-error", choices=("continue", "stop"), default="continue",
+                   help="continue: record failed units and go on; stop: halt at the first "
+                   "failed unit and record the rest as not-run, as a sequential pipeline does")
+    p.add_argument("--group-cap", type=int, default=3, help="grouped mode: units of one group "
+                   "running at once (default 3)")
+    p.add_argument("--stagger", type=float, default=200.0, metavar="MS", help="grouped mode: "
+                   "delay between group starts in milliseconds (default 200)")
+    p.add_argument("--chunksize", type=int, default=None, help="processes mode: units per "
+                   "task (default: adaptive, ~20 ms of work per chunk)")
+    p.add_argument("--dask-address", default=None, help="dask mode: scheduler address "
+                   "(default: a LocalCluster)")
+    p.add_argument("--out", type=Path, default=Path("results"), help="results root (default "
+                   "results/); each run gets a new results/<scenario>/<run-id>/ folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def config_from(args: argparse.Namespace):
+    """The typed RunConfig for parsed ``run`` arguments (ConfigError on bad values)."""
+    from harness.config import RunConfig, parse_params, parse_workers
+
+    return RunConfig(
+        scenario=args.scenario,
+        modes=[m.strip() for m in args.modes.split(",") if m.strip()],
+        workers=parse_workers(args.workers), repeat=args.repeat, warmup=not args.no_warmup,
+        params=parse_params(args.param), timeout_s=args.timeout,
+        max_memory_mb=args.max_memory, sample_hz=args.sample_hz, on_error=args.on_error,
+        group_cap=args.group_cap, stagger_s=args.stagger / 1000, chunksize=args.chunksize,
+        dask_address=args.dask_address, out=args.out, progress=not args.no_progress)
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    from harness.report.tables import write_tables
+    from harness.runner import Runner, RunInterrupted
+
+    runner = Runner(config_from(args), console)
+    try:
+        run_dir = runner.run()
+    except RunInterrupted as exc:
+        console.print(f"[yellow]{exc}")
+        write_tables(exc.run_dir, console)
+        return EXIT_INTERRUPTED
+    table = write_tables(run_dir, console)
+    console.print(f"results: {run_dir}")
+    return EXIT_OK if table.empty or table["verify_ok"].all() else EXIT_CORRECTNESS

@@ -1,0 +1,388 @@
+"""The NFS-like volume: a FUSE passthrough (mfusepy on libfuse3) that adds per-operation latency and
+serves at most ``slots`` operations at once, so per-call latency grows with concurrency as on a
+real NAS. The page cache would hide all of it, so files are opened with ``direct_io``.
+
+``python -m harness.services.nas mount BACKING MOUNTPOINT`` runs the daemon in the foreground and
+unmounts cleanly on SIGTERM/SIGINT; ``NasVolume`` runs it as a child process for the harness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import ctypes.util
+import errno
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.services.errors import ServiceError
+from harness.services.suppliers import child_env
+
+FSNAME = "harness-nas"  # the mount's source in /proc/mounts: how a stale mount of ours is recognised
+MOUNT_TIMEOUT_S = 10.0
+_INSTALL_HINT = "pip install mfusepy (and apt-get install fuse3)"
+
+
+def _mfusepy() -> Any:
+    """Import mfusepy lazily, on libfuse3 (mfusepy prefers libfuse2 when both are installed)."""
+    if not os.environ.get("FUSE_LIBRARY_PATH"):
+        os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
+    try:
+        import mfusepy
+    except ImportError as exc:
+        raise ServiceError(f"the NFS-like volume needs mfusepy ({exc}); fix: {_INSTALL_HINT}") from exc
+    except (OSError, AttributeError) as exc:  # libfuse missing or of an unusable version
+        raise ServiceError(f"mfusepy cannot load libfuse3 ({exc}); fix: apt-get install fuse3") from exc
+    return mfusepy
+
+
+def fuse_available() -> tuple[bool, str]:
+    """Whether a FUSE volume can be mounted here, and why not (with the fix) when it cannot."""
+    if not os.path.exists("/dev/fuse"):
+        return False, "/dev/fuse is missing (no FUSE in this kernel or container); fix: modprobe fuse, or run the container with --device /dev/fuse --cap-add SYS_ADMIN"
+    try:
+        os.close(os.open("/dev/fuse", os.O_RDWR))
+    except OSError as exc:
+        return False, f"/dev/fuse cannot be opened ({exc.strerror}); fix: run as root or as a user allowed to use FUSE"
+    if shutil.which("fusermount3") is None:
+        return False, "fusermount3 is not on PATH; fix: apt-get install fuse3"
+    if ctypes.util.find_library("fuse3") is None:
+        return False, "libfuse3 is not installed; fix: apt-get install fuse3"
+    try:
+        mfusepy = _mfusepy()
+    except ServiceError as exc:
+        return False, str(exc)
+    version = (mfusepy.fuse_version_major, mfusepy.fuse_version_minor)
+    if version[0] != 3:
+        return False, f"mfusepy loaded libfuse {version[0]}.{version[1]}, not libfuse3; fix: apt-get install fuse3"
+    return True, f"FUSE ready (libfuse {version[0]}.{version[1]})"
+
+
+def _operations(mfusepy: Any, backing: str, latency_s: float, slots: int) -> Any:
+    """Build the passthrough operations object (its class needs the lazily imported mfusepy).
+
+    mfusepy wires every attribute named like a FUSE operation as a callback, so private state uses
+    names no operation has (``self.lock`` would shadow the ``lock`` operation).
+    """
+
+    class LatencyPassthrough(mfusepy.Operations):
+        use_ns = True  # integer nanosecond timestamps (mfusepy deprecates float seconds)
+
+        def __init__(self) -> None:
+            self._backing = backing
+            self._latency_s = latency_s
+            self._server_slots = threading.BoundedSemaphore(slots)
+
+        def _real(self, path: str) -> str:
+            return os.path.join(self._backing, path.lstrip("/"))
+
+        def _served(self, io: Any, *args: Any) -> Any:
+            # One "server slot" is held for the round trip, then the real I/O runs: with more
+            # callers than slots they queue, as on a busy NAS. The sleep is the modelled network +
+            # server delay, on purpose (loopback has none and this kernel has no netem).
+            with self._server_slots:
+                if self._latency_s > 0:
+                    time.sleep(self._latency_s)
+                return io(*args)
+
+        def getattr(self, path: str, fh: Any = None) -> dict[str, Any]:
+            st = self._served(os.lstat, self._real(path))
+            keys = ("st_mode", "st_nlink", "st_size", "st_uid", "st_gid", "st_ino", "st_dev", "st_blocks")
+            attrs = {k: getattr(st, k) for k in keys}
+            attrs.update(st_atime=st.st_atime_ns, st_mtime=st.st_mtime_ns, st_ctime=st.st_ctime_ns)
+            return attrs
+
+        def readdir(self, path: str, fh: int) -> list[str]:
+            return [".", "..", *self._served(os.listdir, self._real(path))]
+
+        def readlink(self, path: str) -> str:
+            return self._served(os.readlink, self._real(path))
+
+        def open(self, path: str, flags: int) -> int:
+            return self._served(os.open, self._real(path), flags)
+
+        def create(self, path: str, mode: int, fi: Any = None) -> int:
+            return self._served(os.open, self._real(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+
+        def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+            return self._served(os.pread, fh, size, offset)
+
+        def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
+            return self._served(os.pwrite, fh, data, offset)
+
+        def truncate(self, path: str, length: int, fh: Any = None) -> int:
+            self._served(os.truncate, self._real(path), length)
+            return 0
+
+        def flush(self, path: str, fh: int) -> int:
+            return 0
+
+        def fsync(self, path: str, datasync: int, fh: int) -> int:
+            self._served(os.fdatasync if datasync else os.fsync, fh)
+            return 0
+
+        def release(self, path: str, fh: int) -> int:
+            os.close(fh)
+            return 0
+
+        def unlink(self, path: str) -> int:
+            self._served(os.unlink, self._real(path))
+            return 0
+
+        def mkdir(self, path: str, mode: int) -> int:
+            self._served(os.mkdir, self._real(path), mode)
+            return 0
+
+        def rmdir(self, path: str) -> int:
+            self._served(os.rmdir, self._real(path))
+            return 0
+
+        def rename(self, old: str, new: str) -> int:
+            self._served(os.rename, self._real(old), self._real(new))
+            return 0
+
+        def chmod(self, path: str, mode: int) -> int:
+            self._served(os.chmod, self._real(path), mode)
+            return 0
+
+        def utimens(self, path: str, times: Any = None) -> int:
+            self._served(os.utime, self._real(path), None if times is None else None, times)
+            return 0
+
+        def statfs(self, path: str) -> dict[str, int]:
+            sv = os.statvfs(self._real(path))
+            keys = ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files", "f_ffree", "f_favail", "f_flag", "f_namemax")
+            return {k: getattr(sv, k) for k in keys}
+
+    return LatencyPassthrough()
+
+
+# ---------------------------------------------------------------------------------------- mounts
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mount_entry(mountpoint: Path) -> tuple[str, str] | None:
+    """(source, fstype) of what is mounted at ``mountpoint``, or None. Reads /proc/self/mounts, not
+    stat(): a mount whose daemon died answers stat() with ENOTCONN, so os.path.ismount says False."""
+    target = str(Path(mountpoint).absolute())
+    found = None
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                fields = line.split()
+                if len(fields) >= 3 and _unescape(fields[1]) == target:
+                    found = (_unescape(fields[0]), fields[2])  # the last entry is the visible one
+    except OSError:
+        return None
+    return found
+
+
+def _run_quiet(cmd: list[str]) -> bool:
+    try:
+        return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def force_unmount(mountpoint: Path) -> bool:
+    """Unmount ``mountpoint``: fusermount3 -u, then lazy (-uz, umount -l) if it is busy or dead.
+    Returns True when nothing is mounted there afterwards."""
+    for cmd in (["fusermount3", "-u"], ["fusermount3", "-uz"], ["umount", "-l"]):
+        if mount_entry(mountpoint) is None:
+            return True
+        _run_quiet([*cmd, str(mountpoint)])
+    return mount_entry(mountpoint) is None
+
+
+def _clear_stale_mount(mountpoint: Path) -> None:
+    entry = mount_entry(mountpoint)
+    if entry is None:
+        return
+    source, fstype = entry
+    if source != FSNAME:
+        raise ServiceError(f"{mountpoint} already has a {fstype} mount from {source}; unmount it or choose another mountpoint")
+    if not force_unmount(mountpoint):  # a volume of ours left by a crashed run
+        raise ServiceError(f"a stale volume at {mountpoint} cannot be unmounted; run: fusermount3 -uz {mountpoint}")
+
+
+# ----------------------------------------------------------------------------------------- daemon
+def _watch(mountpoint: Path, ready_file: Path | None, owner_pid: int | None) -> None:
+    # Block the stop signals here so the kernel delivers them to the main thread, whose libfuse
+    # loop is waiting for exactly that interruption (libfuse's worker threads block them too).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+    while mount_entry(mountpoint) is None:
+        time.sleep(0.02)
+    if ready_file is not None:
+        tmp = ready_file.with_name(ready_file.name + ".tmp")
+        tmp.write_text(f"{os.getpid()}\n")
+        os.replace(tmp, ready_file)
+    while owner_pid is not None:  # a killed owner must not leave a mounted volume behind
+        try:
+            os.kill(owner_pid, 0)
+        except ProcessLookupError:
+            os.kill(os.getpid(), signal.SIGTERM)  # libfuse's handler exits the loop and unmounts
+            return
+        except PermissionError:
+            pass
+        time.sleep(0.5)
+
+
+def run_daemon(backing: Path, mountpoint: Path, latency_ms: float, slots: int, max_threads: int,
+               ready_file: Path | None = None, owner_pid: int | None = None) -> int:
+    """Mount and serve in the foreground until SIGTERM/SIGINT or an external unmount."""
+    mfusepy = _mfusepy()
+    backing, mountpoint = backing.resolve(), mountpoint.absolute()  # libfuse changes directory to /
+    if not backing.is_dir():
+        raise ServiceError(f"backing folder {backing} does not exist; create it or pass another one")
+    _clear_stale_mount(mountpoint)
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    ops = _operations(mfusepy, str(backing), latency_ms / 1000.0, slots)
+    threading.Thread(target=_watch, args=(mountpoint, ready_file, owner_pid), daemon=True).start()
+    options: dict[str, Any] = {"foreground": True, "direct_io": True, "fsname": FSNAME}
+    if (mfusepy.fuse_version_major, mfusepy.fuse_version_minor) >= (3, 12):
+        # libfuse caps its worker pool at 10 threads unless told; measured: max_threads=64 lets 32
+        # concurrent reads run at once, 8 caps them at 8. max_idle_threads (same value) keeps the
+        # workers alive and silences libfuse's bogus "invalid max threads value 4294967295".
+        options.update(max_threads=max_threads, max_idle_threads=max_threads)
+    mfusepy.FUSE(ops, str(mountpoint), **options)
+    return 0
+
+
+# ------------------------------------------------------------------------------------ parent side
+class NasVolume:
+    """Mounts ``backing`` at ``mountpoint`` through the latency-adding FUSE daemon (a child process
+    in its own process group). Unmounts on ``unmount()``, on leaving ``with``, and at exit."""
+
+    def __init__(self, backing: Path, mountpoint: Path, latency_ms: float = 12.0, slots: int = 8, max_threads: int = 64) -> None:
+        self.backing, self.mountpoint = Path(backing).resolve(), Path(mountpoint).absolute()
+        self.latency_ms, self.slots, self.max_threads = latency_ms, slots, max_threads
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp: Path | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The daemon's pid while mounted (sample its CPU and I/O as a service process)."""
+        return self._proc.pid if self._proc is not None else None
+
+    def mount(self, *, detach: bool = False) -> Path:
+        """Start the daemon and wait (10 s at most) until the volume answers; idempotent.
+
+        ``detach=True`` leaves it running after this process exits (``harness nas mount --background``).
+        """
+        if self._proc is not None and self._proc.poll() is None and mount_entry(self.mountpoint):
+            return self.mountpoint
+        ok, why = fuse_available()
+        if not ok:
+            raise ServiceError(why)
+        _clear_stale_mount(self.mountpoint)
+        self._tmp = Path(tempfile.mkdtemp(prefix="harness-nas-"))
+        ready, log = self._tmp / "ready", self._tmp / "daemon.log"
+        cmd = [sys.executable, "-m", "harness.services.nas", "mount", str(self.backing), str(self.mountpoint),
+               "--latency-ms", str(self.latency_ms), "--slots", str(self.slots), "--max-threads", str(self.max_threads),
+               "--ready-file", str(ready)]
+        if not detach:
+            cmd += ["--owner-pid", str(os.getpid())]
+        with open(log, "wb") as stderr:
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                                          start_new_session=True, env=child_env())
+        if not detach:
+            atexit.register(self.unmount)
+        deadline = time.monotonic() + MOUNT_TIMEOUT_S
+        while not (ready.exists() and self._answers()):
+            code = self._proc.poll()
+            if code is not None or time.monotonic() > deadline:
+                tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-5:])
+                self.unmount()
+                what = f"exited with code {code}" if code is not None else f"did not answer within {MOUNT_TIMEOUT_S:.0f} s"
+                raise ServiceError(f"NAS volume daemon {what}: {tail or 'no output'}; check that FUSE works (harness.services.nas.fuse_available)")
+            time.sleep(0.02)
+        return self.mountpoint
+
+    def _answers(self) -> bool:
+        try:
+            os.listdir(self.mountpoint)
+            return mount_entry(self.mountpoint) is not None
+        except OSError:
+            return False
+
+    def unmount(self) -> None:
+        """Unmount and make sure the daemon is gone; idempotent."""
+        proc, self._proc = self._proc, None
+        atexit.unregister(self.unmount)
+        if proc is None:
+            return
+        if mount_entry(self.mountpoint) is not None:
+            _run_quiet(["fusermount3", "-u", str(self.mountpoint)])  # the daemon's loop ends with it
+        try:
+            proc.wait(5.0)
+        except subprocess.TimeoutExpired:  # busy mount: SIGTERM makes libfuse detach it lazily
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(proc.pid, sig)
+                    proc.wait(3.0)
+                    break
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    continue
+        force_unmount(self.mountpoint)
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> NasVolume:
+        self.mount()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.unmount()
+
+
+# -------------------------------------------------------------------------------------------- CLI
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="harness nas", description="The NFS-like FUSE volume: passthrough with per-operation latency and bounded server slots.")
+    sub = p.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("mount", help="mount BACKING at MOUNTPOINT (foreground daemon unless --background)")
+    m.add_argument("backing", type=Path, help="real folder whose files the volume serves")
+    m.add_argument("mountpoint", type=Path, help="where the volume appears (created if missing)")
+    m.add_argument("--latency-ms", type=float, default=12.0, help="delay per operation (open, read, getattr, readdir, ...)")
+    m.add_argument("--slots", type=int, default=8, help="operations the modelled server handles at once; more callers queue")
+    m.add_argument("--max-threads", type=int, default=64, help="libfuse worker threads (its default of 10 would cap concurrency)")
+    m.add_argument("--ready-file", type=Path, help="write the daemon pid here once mounted")
+    m.add_argument("--owner-pid", type=int, help="unmount and exit when this process exits")
+    m.add_argument("--background", action="store_true", help="start the daemon detached, wait until mounted, return")
+    u = sub.add_parser("unmount", help="unmount MOUNTPOINT (fusermount3 -u, lazy fallbacks)")
+    u.add_argument("mountpoint", type=Path)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``harness nas mount|unmount``."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "unmount":
+            if force_unmount(args.mountpoint.absolute()):
+                return 0
+            print(f"{args.mountpoint} is still mounted; close the files open on it and retry", file=sys.stderr)
+            return 1
+        if args.background:
+            volume = NasVolume(args.backing, args.mountpoint, args.latency_ms, args.slots, args.max_threads)
+            volume.mount(detach=True)
+            print(f"mounted {volume.mountpoint} (daemon pid {volume.pid}); unmount with: harness nas unmount {volume.mountpoint}")
+            return 0
+        return run_daemon(args.backing, args.mountpoint, args.latency_ms, args.slots, args.max_threads, args.ready_file, args.owner_pid)
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
