@@ -110,8 +110,8 @@ def _operations(mfusepy: Any, backing: str, latency_s: float, slots: int) -> Any
         def open(self, path: str, flags: int) -> int:
             return self._served(os.open, self._real(path), flags)
 
-        def create(self, path: str, mode: int, fi: Any = None) -> int:
-            return self._served(os.open, self._real(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        def create(self, path: str, mode: int, flags: int = os.O_WRONLY) -> int:
+            return self._served(os.open, self._real(path), flags | os.O_CREAT, mode)
 
         def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
             return self._served(os.pread, fh, size, offset)
@@ -155,7 +155,10 @@ def _operations(mfusepy: Any, backing: str, latency_s: float, slots: int) -> Any
             return 0
 
         def utimens(self, path: str, times: Any = None) -> int:
-            self._served(os.utime, self._real(path), None if times is None else None, times)
+            if times is None:
+                self._served(os.utime, self._real(path))
+            else:  # (atime, mtime) in nanoseconds, because use_ns
+                self._served(lambda: os.utime(self._real(path), ns=tuple(int(t) for t in times)))
             return 0
 
         def statfs(self, path: str) -> dict[str, int]:
