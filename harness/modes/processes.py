@@ -41,6 +41,8 @@ def _run_chunk(units: list[Unit], intended_ns: int) -> list[tuple[Any, ...]]:
             records.append(not_run_tuple(unit, "stopped after an earlier failure", intended_ns))
         else:
             records.append(time_unit(work, unit, ctx, t0, intended_ns, name))
+            if stop is not None and records[-1][7] == "error":
+                stop.set()  # --on-error stop: every worker skips what it has not started
     return records
 
 
@@ -65,6 +67,10 @@ class ProcessesMode(Mode):
                                  initargs=(str(ex.scenario.path), ex.ctx, ex.t0_ns, stop)) as pool:
             submitted_at = ex.now_ns()
             while pending or in_flight:
+                if ex.stop_requested and pending:
+                    ex.recorder.add_many([not_run_tuple(u, "stopped after an earlier failure",
+                                                        submitted_at) for u in reversed(pending)])
+                    pending.clear()
                 while pending and len(in_flight) < 2 * opts.workers:
                     batch = [pending.pop() for _ in range(min(chunk, len(pending)))]
                     in_flight[pool.submit(_run_chunk, batch, submitted_at)] = batch
