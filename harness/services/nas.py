@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import ctypes.util
-import errno
 import os
 import re
 import shutil
@@ -25,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.services.errors import ServiceError
-from harness.services.suppliers import child_env
 
 FSNAME = "harness-nas"  # the mount's source in /proc/mounts: how a stale mount of ours is recognised
 MOUNT_TIMEOUT_S = 10.0
@@ -219,9 +217,15 @@ def _clear_stale_mount(mountpoint: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------- daemon
+# fuse_main_real's return codes (libfuse 3 lib/helper.c); 8 means the serving loop ended with an
+# error, which is how it reports being stopped by a signal.
+_FUSE_MAIN_ERRORS = {1: "invalid option", 2: "no mountpoint", 3: "setup failed", 4: "mounting failed",
+                     5: "daemonize failed", 6: "signal handlers failed", 7: "loop config failed"}
+
 def _watch(mountpoint: Path, ready_file: Path | None, owner_pid: int | None) -> None:
-    # Block the stop signals here so the kernel delivers them to the main thread, whose libfuse
-    # loop is waiting for exactly that interruption (libfuse's worker threads block them too).
+    # Block the stop signals in this thread: libfuse's loop only notices a stop when the signal
+    # interrupts the main thread's wait (its workers block signals too). Linux usually picks the
+    # main thread anyway; this makes it certain.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
     while mount_entry(mountpoint) is None:
         time.sleep(0.02)
@@ -248,7 +252,10 @@ def run_daemon(backing: Path, mountpoint: Path, latency_ms: float, slots: int, m
     if not backing.is_dir():
         raise ServiceError(f"backing folder {backing} does not exist; create it or pass another one")
     _clear_stale_mount(mountpoint)
-    mountpoint.mkdir(parents=True, exist_ok=True)
+    try:
+        mountpoint.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ServiceError(f"mountpoint {mountpoint} cannot be created ({exc.strerror}); pass a writable folder") from exc
     ops = _operations(mfusepy, str(backing), latency_ms / 1000.0, slots)
     threading.Thread(target=_watch, args=(mountpoint, ready_file, owner_pid), daemon=True).start()
     options: dict[str, Any] = {"foreground": True, "direct_io": True, "fsname": FSNAME}
@@ -257,11 +264,26 @@ def run_daemon(backing: Path, mountpoint: Path, latency_ms: float, slots: int, m
         # concurrent reads run at once, 8 caps them at 8. max_idle_threads (same value) keeps the
         # workers alive and silences libfuse's bogus "invalid max threads value 4294967295".
         options.update(max_threads=max_threads, max_idle_threads=max_threads)
-    mfusepy.FUSE(ops, str(mountpoint), **options)
+    try:
+        mfusepy.FUSE(ops, str(mountpoint), **options)
+    except RuntimeError as exc:
+        code = exc.args[0] if exc.args else None
+        if code == 8:  # the loop ended on SIGTERM/SIGINT; libfuse has unmounted: a clean stop
+            return 0
+        what = _FUSE_MAIN_ERRORS.get(code, f"fuse_main_real returned {code}")
+        raise ServiceError(f"libfuse could not serve {mountpoint} ({what}); check the mountpoint and that FUSE works") from exc
     return 0
 
 
 # ------------------------------------------------------------------------------------ parent side
+def _child_env() -> dict[str, str]:
+    """Environment for the daemon: this package importable even if it is not installed."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
 class NasVolume:
     """Mounts ``backing`` at ``mountpoint`` through the latency-adding FUSE daemon (a child process
     in its own process group). Unmounts on ``unmount()``, on leaving ``with``, and at exit."""
@@ -297,7 +319,7 @@ class NasVolume:
             cmd += ["--owner-pid", str(os.getpid())]
         with open(log, "wb") as stderr:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                                          start_new_session=True, env=child_env())
+                                          start_new_session=True, env=_child_env())
         if not detach:
             atexit.register(self.unmount)
         deadline = time.monotonic() + MOUNT_TIMEOUT_S
@@ -309,6 +331,10 @@ class NasVolume:
                 what = f"exited with code {code}" if code is not None else f"did not answer within {MOUNT_TIMEOUT_S:.0f} s"
                 raise ServiceError(f"NAS volume daemon {what}: {tail or 'no output'}; check that FUSE works (harness.services.nas.fuse_available)")
             time.sleep(0.02)
+        # The daemon keeps writing to its (now unlinked) log; removing the folder now means even a
+        # SIGKILLed owner leaves nothing in /tmp.
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._tmp = None
         return self.mountpoint
 
     def _answers(self) -> bool:

@@ -49,9 +49,10 @@ _UNREACHABLE = (
 _DATABASE_URL_HINT = "start it or unset DATABASE_URL to use the embedded server"
 _GENERIC_HINT = "check that the server is running and the DSN points at it"
 
-# How many PostgresService objects of this process use each embedded data folder: pgserver keeps one
-# server object per folder and process, so the last user, not the first, may stop it.
-_embedded_users: dict[Path, int] = {}
+# Per embedded data folder: [pgserver server object, how many PostgresService objects of this
+# process use it]. pgserver keeps one server object per folder and process, so the last user, not
+# the first, may stop it, and it must stop the current object (a crash may have replaced it).
+_embedded: dict[Path, list[Any]] = {}
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,6 @@ class PostgresService:
         self.database_url: str | None = url or None
         self.data_dir = Path(data_dir if data_dir is not None else default_data_dir()).expanduser().resolve()
         self._info: PostgresInfo | None = None
-        self._server: Any = None
 
     @property
     def info(self) -> PostgresInfo | None:
@@ -281,20 +281,22 @@ class PostgresService:
                 # Our own earlier handle whose postmaster died (killed, crashed): start afresh.
                 server_cls._instances.pop(self.data_dir, None)
         try:
-            self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
+            server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
         except Exception as exc:
             raise ServiceError(
                 f"embedded PostgreSQL (pgserver) did not start in {self.data_dir} ({type(exc).__name__}: {exc}); "
                 f"read {self.data_dir / 'log'}, delete {self.data_dir} to start afresh, or set DATABASE_URL"
             ) from exc
-        _embedded_users[self.data_dir] = _embedded_users.get(self.data_dir, 0) + 1
+        entry = _embedded.setdefault(self.data_dir, [server, 0])
+        entry[0] = server
+        entry[1] += 1
         self._info = self._describe_embedded()
         return self._info
 
     def _describe_embedded(self) -> PostgresInfo:
+        server = _embedded[self.data_dir][0]
         hint = f"read {self.data_dir / 'log'} or delete {self.data_dir} to start afresh"
-        pid = self._server.get_pid()
-        return _describe(self._server.get_uri(), hint, embedded=True, source=self._source(), pids=(pid,))
+        return _describe(server.get_uri(), hint, embedded=True, source=self._source(), pids=(server.get_pid(),))
 
     def stop(self) -> None:
         """Stop the embedded server (never a DATABASE_URL one); idempotent.
@@ -303,33 +305,33 @@ class PostgresService:
         same data folder (two test sessions); the last one out stops it.
         """
         info, self._info = self._info, None
-        if info is None or not info.embedded or self._server is None:
+        entry = _embedded.get(self.data_dir)
+        if info is None or not info.embedded or entry is None:
             return
-        server, self._server = self._server, None
-        users = _embedded_users.get(self.data_dir, 1) - 1
-        if users > 0:
-            _embedded_users[self.data_dir] = users
+        entry[1] -= 1
+        if entry[1] > 0:
             return
-        _embedded_users.pop(self.data_dir, None)
+        del _embedded[self.data_dir]
+        server, pid = entry[0], entry[0].get_pid()
         _, _, server_cls = _pgserver()
         try:
             server.cleanup()
-        except Exception as exc:  # pg_ctl failed: make sure the process is gone anyway
-            raise ServiceError(f"embedded PostgreSQL in {self.data_dir} did not stop cleanly ({exc}); kill pid {info.pids}") from exc
+        except Exception as exc:
+            raise ServiceError(f"embedded PostgreSQL in {self.data_dir} did not stop cleanly ({exc}); kill pid {pid}") from exc
         finally:
             server_cls._instances.pop(self.data_dir, None)
         if not (self.data_dir / "postmaster.pid").exists():  # else another live process still uses it
-            _wait_gone(info.pids, timeout=10.0)
+            _wait_gone((pid,), timeout=10.0)
 
     def restart(self) -> None:
         """Stop and start the embedded postmaster (open connections break); the DSN stays the same."""
         if self._info is None or not self._info.embedded:
             raise ServiceError("restart() only works on a started embedded server; unset DATABASE_URL and call start() first")
         _, commands, server_cls = _pgserver()
-        server = self._server
+        server = _embedded[self.data_dir][0]
         with server_cls._lock:
             commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=server.system_user, timeout=30)
-            _wait_gone(self._info.pids, timeout=10.0)
+            _wait_gone((server.get_pid(),), timeout=10.0)
             server.ensure_postgres_running()  # same data folder -> same socket folder -> same DSN
         self._info = self._describe_embedded()
 

@@ -297,6 +297,8 @@ class SupplierServer:
                 raise ServiceError(f"supplier server {what}: {tail or 'no output'}; run `{' '.join(cmd[:3])} --help` to check the options")
             time.sleep(0.02)
         self.base_url = f"http://{self.host}:{int(ready.read_text())}"
+        shutil.rmtree(self._tmp, ignore_errors=True)  # nothing left in /tmp even if we are SIGKILLed
+        self._tmp = None
         return self.base_url
 
     def stop(self) -> None:
