@@ -67,13 +67,19 @@ def services_needed(scenario: LoadedScenario, params: dict[str, Any]) -> list[st
 
 def side_samplers(stack: ServiceStack) -> list:
     """Observers that run beside the psutil sampler for each cell: PostgreSQL's own
-    statistics (pg_stat_database, pg_stat_activity) on a connection of their own."""
+    statistics (pg_stat_database, pg_stat_activity) on a connection of their own, and the
+    Docker engine's stats of a service that runs in a container."""
     factories = []
     if "postgres" in stack.details:
         from harness.services.pg_stats import PgStatsSampler
 
         dsn = stack.details["postgres"]["dsn"]
         factories.append(lambda on_sample: PgStatsSampler(dsn, 2.0, on_sample))
+    for name, container in stack.containers.items():
+        from harness.services.container_stats import ContainerStatsSampler
+
+        factories.append(lambda on_sample, c=container, n=name:
+                         ContainerStatsSampler(c, on_sample, n))
     return factories
 
 

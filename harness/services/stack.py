@@ -26,6 +26,7 @@ class ServiceStack(contextlib.ExitStack):
         self.pids: dict[str, list[int]] = {}           # sampled as separate series
         self.versions: dict[str, Any] = {}             # recorded in run.json
         self.handles: dict[str, Any] = {}
+        self.containers: dict[str, Any] = {}           # sampled through the Docker engine
 
     def start_postgres(self) -> None:
         from harness.services.postgres import PostgresService
@@ -40,6 +41,15 @@ class ServiceStack(contextlib.ExitStack):
         self.pids["postgres"] = list(info.pids)
         self.versions["postgres"] = {"version": info.version, "source": info.source,
                                      "settings": info.settings}
+        if not info.pids:
+            # Not a process we can see: maybe a container (make up) the engine can report on.
+            from harness.services.container_stats import find_container
+
+            container = find_container(info.dsn)
+            if container is not None:
+                self.containers["postgres"] = container
+                self.versions["postgres"]["container"] = container.name
+                self.say(f"PostgreSQL runs in container {container.name}: sampling its stats")
 
     def start_suppliers(self, **kwargs: Any) -> None:
         from harness.services.suppliers import SupplierServer
