@@ -11,6 +11,10 @@ Layout of a run folder::
 Raw data only: statistics are computed when read. ``schema_version`` is in run.json; a
 newer version is refused with a message, older ones are upgraded by explicit functions in
 ``UPGRADES`` (each takes a run folder's loaded dicts at version N and returns version N+1).
+
+Versions: 1 the first format; 2 adds ``budgets`` to run.json (the verdict's inputs: error
+budget, p99 budget, minimum gain, memory budget), so a report re-rendered later reaches the
+verdict ``harness run`` printed.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Unit records travel from the cell process as plain tuples in this order (cheap to build
 # and pickle in the hot loop); the parent turns them into UnitRecord lines.
@@ -106,6 +110,7 @@ class RunRecord:
     status: str = "running"
     started_at: str = ""
     finished_at: str = ""
+    budgets: dict[str, Any] = field(default_factory=dict)  # verdict inputs (v2)
     schema_version: int = SCHEMA_VERSION
 
 
@@ -174,7 +179,20 @@ def read_json_lines(path: Path) -> Iterator[dict[str, Any]]:
 # ---- reading a whole run, with schema checks and upgrades ----
 
 UpgradeFn = Callable[[dict[str, Any]], dict[str, Any]]
-UPGRADES: dict[int, UpgradeFn] = {}  # from-version -> function producing version + 1
+
+
+def _upgrade_1_to_2(bundle: dict[str, Any]) -> dict[str, Any]:
+    """v1 recorded no verdict budgets: it had no such options, so the values that mean
+    "none" apply (no failed unit allowed, no p99 budget, a 20% minimum gain), plus the memory
+    budget the run enforced with --max-memory."""
+    run = bundle["run"]
+    run.setdefault("budgets", {
+        "error_budget": 0.0, "p99_budget_ms": None, "min_gain": 0.2,
+        "max_memory_mb": (run.get("config") or {}).get("max_memory_mb")})
+    return bundle
+
+
+UPGRADES: dict[int, UpgradeFn] = {1: _upgrade_1_to_2}  # from-version -> version + 1
 
 
 @dataclass
@@ -188,8 +206,9 @@ class RunData:
     samples: dict[str, list[dict[str, Any]]]  # cell_id -> samples
 
 
-def load_run(path: Path) -> RunData:
-    """Load ``run.json`` and every cell; refuse newer schemas, upgrade older ones."""
+def load_run(path: Path, details: bool = True) -> RunData:
+    """Load ``run.json`` and every cell; refuse newer schemas, upgrade older ones.
+    ``details=False`` skips unit records and samples (listing many runs)."""
     path = Path(path)
     run_file = path / "run.json"
     if not run_file.exists():
@@ -208,9 +227,13 @@ def load_run(path: Path) -> RunData:
             continue
         cell = json.loads(cell_file.read_text(encoding="utf-8"))
         cells.append(cell)
-        units[cell["cell_id"]] = list(read_json_lines(cell_dir / "units.jsonl"))
-        samples[cell["cell_id"]] = list(read_json_lines(cell_dir / "samples.jsonl"))
+        units[cell["cell_id"]] = list(read_json_lines(cell_dir / "units.jsonl")) \
+            if details else []
+        samples[cell["cell_id"]] = list(read_json_lines(cell_dir / "samples.jsonl")) \
+            if details else []
     bundle = {"run": run, "cells": cells, "units": units, "samples": samples}
+    if version < SCHEMA_VERSION:
+        run["stored_schema_version"] = version  # reports say they read an upgraded folder
     while version < SCHEMA_VERSION:
         if version not in UPGRADES:
             raise SchemaError(f"{run_file}: no upgrade from schema_version {version}")
@@ -219,6 +242,17 @@ def load_run(path: Path) -> RunData:
         bundle["run"]["schema_version"] = version
     cells = sorted(bundle["cells"], key=lambda c: c["index"])
     return RunData(path, bundle["run"], cells, bundle["units"], bundle["samples"])
+
+
+def update_run(path: Path, **fields: Any) -> None:
+    """Add top-level fields to a finished run's run.json (e.g. the verdict budgets)."""
+    run_file = Path(path) / "run.json"
+    run = json.loads(run_file.read_text(encoding="utf-8"))
+    if int(run.get("schema_version", 0)) != SCHEMA_VERSION:
+        raise SchemaError(f"{run_file}: schema_version {run.get('schema_version')} is not "
+                          f"{SCHEMA_VERSION}; only runs written by this harness can be updated")
+    run.update(fields)
+    write_json_atomic(run_file, run)
 
 
 def asdict_record(record: Any) -> dict[str, Any]:

@@ -39,9 +39,10 @@ def samples_frame(run: RunData) -> pd.DataFrame:
         t0 = t0s.get(cell_id)
         frame["t_ns"] = frame["t_abs_ns"] - t0 if t0 is not None else np.nan
         frame = frame.sort_values(["series", "t_abs_ns"])
-        cpu = frame["cpu_user"] + frame["cpu_sys"]
-        dt = frame.groupby("series")["t_abs_ns"].diff() / 1e9
-        frame["cpu_pct"] = (cpu.groupby(frame["series"]).diff() / dt * 100).clip(lower=0)
+        if "cpu_user" in frame:  # absent when only the "db" series was sampled
+            cpu = frame["cpu_user"] + frame["cpu_sys"]
+            dt = frame.groupby("series")["t_abs_ns"].diff() / 1e9
+            frame["cpu_pct"] = (cpu.groupby(frame["series"]).diff() / dt * 100).clip(lower=0)
         parts.append(frame)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
@@ -82,6 +83,46 @@ def _window_stats(samples: pd.DataFrame, makespan: float | None) -> dict[str, An
     }
 
 
+# Per-cell deltas of PostgreSQL's cumulative counters (series "db", see pg_stats.py).
+_DB_COUNTERS = {"db_commits": "xact_commit", "db_rollbacks": "xact_rollback",
+                "db_deadlocks": "deadlocks", "db_conflicts": "conflicts",
+                "db_blks_read": "blks_read", "db_blks_hit": "blks_hit",
+                "db_temp_bytes": "temp_bytes", "db_tup_inserted": "tup_inserted",
+                "db_tup_updated": "tup_updated", "db_tup_deleted": "tup_deleted"}
+_DB_PEAKS = {"db_lock_wait_peak": "lock_waits", "db_connections_peak": "connections",
+             "db_active_peak": "active", "db_max_connections": "max_connections"}
+
+
+def _increase(values: pd.Series) -> float:
+    """Total increase of a cumulative counter; a drop is a reset (a crashed server) after
+    which the counter counts from zero again."""
+    values = values.dropna()
+    steps = values.diff().dropna()
+    return float(np.where(steps < 0, values.iloc[1:], steps).sum()) if len(steps) else 0.0
+
+
+def db_stats(samples: pd.DataFrame) -> dict[str, Any]:
+    """PostgreSQL's own view of one cell (series "db"): counter deltas from the first sample
+    (before the child started) to the last (after its sessions ended), the observer's own
+    transactions taken out of the commits, and peaks of the workload's sessions."""
+    up = samples[samples["db_up"] == 1].sort_values("t_abs_ns")
+    stats: dict[str, Any] = {"db_down_samples": int((samples["db_up"] == 0).sum())}
+    if up.empty:
+        return stats
+    for name, column in _DB_COUNTERS.items():
+        stats[name] = _increase(up[column])
+    stats["db_commits"] -= _increase(up["own_xacts"])
+    stats.update({name: float(up[column].max()) for name, column in _DB_PEAKS.items()})
+    return stats
+
+
+def lost_updates(checks: list[dict[str, Any]]) -> float | None:
+    """Lost updates a scenario's verify reported: the ``actual`` of checks whose name starts
+    with "lost" (None when it reports none)."""
+    lost = [c["actual"] for c in checks if c["name"].startswith("lost")]
+    return float(sum(lost)) if lost else None
+
+
 def cells_frame(run: RunData, samples: pd.DataFrame | None = None,
                 units: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per cell: outcome, makespan, verify, bound and resource use of its tree and of
@@ -97,6 +138,7 @@ def cells_frame(run: RunData, samples: pd.DataFrame | None = None,
         checks = cell.get("verify") or []
         row["verify_ok"] = all(c["ok"] for c in checks) if checks else None
         row["verify_failed"] = "; ".join(c["name"] for c in checks if not c["ok"])
+        row["lost_updates"] = lost_updates(checks)
         row["sampler_cpu_fraction"] = cell.get("sampler", {}).get("cpu_fraction")
         cell_units = units[units["cell"] == cell["cell_id"]] if not units.empty else units
         row["retries"] = int((cell_units["attempts"].clip(lower=1) - 1).sum()) \
@@ -106,6 +148,9 @@ def cells_frame(run: RunData, samples: pd.DataFrame | None = None,
             continue
         mine = samples[samples["cell"] == cell["cell_id"]]
         for series, group in mine.groupby("series"):
+            if series == "db":
+                row.update(db_stats(group))
+                continue
             stats = _window_stats(group, cell.get("makespan_s"))
             prefix = "" if series == "tree" else f"svc_{series}_"
             row.update({prefix + k: v for k, v in stats.items()})

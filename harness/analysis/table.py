@@ -1,4 +1,12 @@
-"""The comparison table: one row per mode, over the counted (non-warm-up) cells."""
+"""The comparison table: one row per mode, over the counted (non-warm-up) cells.
+
+Makespans are summarized by :mod:`harness.analysis.stats`: the median with its
+distribution-free interval ("wall CI"; at 3 repeats [min, max] with 75% coverage),
+``>=`` before a median that a timed-out or crashed cell makes a lower bound, and outlier
+cells flagged, never dropped. Significance is judged against serial, the reference every
+team knows: ``~`` before "speedup vs serial" means the difference from serial is not
+significant (the verdict compares the modes with the fastest one instead).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.frames import cells_frame, samples_frame, units_frame
+from harness.analysis.stats import Sample, compare_samples, makespan_sample, summarize
 from harness.records import RunData
 
 # Column order of the table, with display names used by every renderer.
@@ -17,6 +26,9 @@ COLUMNS = {
     "outcome": "outcome",
     "wall_s": "wall s (median)",
     "wall_range": "wall min-max",
+    "wall_ci": "wall CI",
+    "wall_ci_coverage": "CI level",
+    "outliers": "outlier cells",
     "units_per_s": "units/s",
     "p50_ms": "p50 ms",
     "p95_ms": "p95 ms",
@@ -29,6 +41,11 @@ COLUMNS = {
     "write_mb": "write MB",
     "errors": "errors",
     "retries": "retries",
+    "deadlocks": "deadlocks",
+    "rollbacks": "rollbacks",
+    "lock_wait_peak": "lock-wait peak",
+    "connections_peak": "connections peak",
+    "lost_updates": "lost updates",
     "verify": "verify",
     "speedup": "speedup vs serial",
     "efficiency": "efficiency vs bound",
@@ -36,9 +53,17 @@ COLUMNS = {
 
 
 # The terminal shows the columns that decide; table.md/table.csv keep every column.
-TERMINAL_COLUMNS = ("mode", "outcome", "wall s (median)", "wall min-max", "units/s", "p50 ms",
-                    "p99 ms", "CPU mean %", "peak RSS MB", "errors", "verify",
+TERMINAL_COLUMNS = ("mode", "outcome", "wall s (median)", "wall CI", "units/s", "p50 ms",
+                    "p99 ms", "CPU mean %", "peak RSS MB", "errors", "deadlocks", "rollbacks",
+                    "lock-wait peak", "connections peak", "lost updates", "verify",
                     "speedup vs serial", "efficiency vs bound")
+
+# Columns of database scenarios, present only when the run measured them:
+# cells-frame column -> (table key, aggregate over a mode's cells).
+_DB_COLUMNS = {"db_deadlocks": ("deadlocks", "median"), "db_rollbacks": ("rollbacks", "median"),
+               "db_lock_wait_peak": ("lock_wait_peak", "max"),
+               "db_connections_peak": ("connections_peak", "max"),
+               "lost_updates": ("lost_updates", "max")}
 
 
 def _errors_by_class(units: pd.DataFrame) -> str:
@@ -66,9 +91,11 @@ def _verify(cells: pd.DataFrame) -> str:
     return "FAIL: " + ", ".join(failed)
 
 
-def mode_rows(cells: pd.DataFrame, units: pd.DataFrame) -> list[dict[str, Any]]:
+def mode_rows(cells: pd.DataFrame, units: pd.DataFrame,
+              timeout_s: float | None = None) -> list[dict[str, Any]]:
     """Aggregate counted cells per mode label, in plan order."""
     rows = []
+    samples: dict[str, Sample] = {}
     counted = cells[~cells["warmup"].astype(bool)]
     for label in dict.fromkeys(counted["label"]):
         mine = counted[counted["label"] == label]
@@ -77,6 +104,8 @@ def mode_rows(cells: pd.DataFrame, units: pd.DataFrame) -> list[dict[str, Any]]:
         ran = mine_units[mine_units["status"].isin(["ok", "error"])] if not mine_units.empty \
             else mine_units
         walls = mine["makespan_s"].dropna()
+        samples[label] = makespan_sample(mine, timeout_s)  # censored cells kept
+        summary = summarize(samples[label])
         durations = ran["duration_ms"].dropna() if not ran.empty else pd.Series(dtype=float)
         ok_units = mine["units_ok"].sum()
         row = {
@@ -84,9 +113,16 @@ def mode_rows(cells: pd.DataFrame, units: pd.DataFrame) -> list[dict[str, Any]]:
             "mode_name": mine["mode"].iloc[0],
             "cells": len(mine),
             "outcome": _outcome(mine),
-            "wall_s": float(walls.median()) if not walls.empty else np.nan,
-            "wall_min": float(walls.min()) if not walls.empty else np.nan,
-            "wall_max": float(walls.max()) if not walls.empty else np.nan,
+            "wall_s": summary.median,
+            "wall_is_bound": summary.median_is_bound,
+            "wall_min": float(samples[label].values.min()),
+            "wall_max": float(samples[label].values.max()),
+            "wall_ci_low": summary.ci_low,
+            "wall_ci_high": summary.ci_high,
+            "wall_ci_coverage": summary.coverage,
+            "censored_cells": summary.censored,
+            "outliers": ", ".join(mine["cell_id"].iloc[i] for i in summary.outliers) or "-",
+            "units_total": int(mine["units_total"].sum()),
             "units_per_s": float(ok_units / walls.sum()) if walls.sum() > 0 else np.nan,
             "p50_ms": durations.quantile(0.50) if not durations.empty else np.nan,
             "p95_ms": durations.quantile(0.95) if not durations.empty else np.nan,
@@ -106,23 +142,37 @@ def mode_rows(cells: pd.DataFrame, units: pd.DataFrame) -> list[dict[str, Any]]:
                 else np.nan
         row["rss_peak_mb"] = float(mine["rss_peak_mb"].max()) if "rss_peak_mb" in mine \
             else np.nan
+        row.update({key: float(getattr(mine[col].dropna(), how)())
+                    for col, (key, how) in _DB_COLUMNS.items()
+                    if col in mine and mine[col].notna().any()})
         row["wall_range"] = f"{row['wall_min']:.3f}-{row['wall_max']:.3f}" \
             if not np.isnan(row["wall_min"]) else "-"
+        row["wall_ci"] = _interval(summary.ci_low, summary.ci_high)
         rows.append(row)
     serial = next((r for r in rows if r["mode_name"] == "serial"), None)
     for row in rows:
         row["speedup"] = serial["wall_s"] / row["wall_s"] if serial and row["wall_s"] else np.nan
+        row["speedup_significant"] = row is serial or (serial is not None and compare_samples(
+            samples[row["mode"]], samples[serial["mode"]]).significant)
         row["efficiency"] = row["bound_s"] / row["wall_s"] if row["wall_s"] else np.nan
     return rows
 
 
-def comparison_table(run: RunData) -> pd.DataFrame:
+def _interval(low: float, high: float) -> str:
+    if np.isnan(low):
+        return "-"
+    upper = "?" if np.isinf(high) else f"{high:.3f}"  # censored: no upper bound known
+    return f"{low:.3f}-{upper}"
+
+
+def comparison_table(run: RunData, cells: pd.DataFrame | None = None,
+                     units: pd.DataFrame | None = None) -> pd.DataFrame:
     """The comparison table as a DataFrame (one row per mode; raw numeric columns kept)."""
-    units = units_frame(run)
-    cells = cells_frame(run, samples_frame(run), units)
+    units = units_frame(run) if units is None else units
+    cells = cells_frame(run, samples_frame(run), units) if cells is None else cells
     if cells.empty:
         return pd.DataFrame(columns=list(COLUMNS))
-    return pd.DataFrame(mode_rows(cells, units))
+    return pd.DataFrame(mode_rows(cells, units, (run.run.get("config") or {}).get("timeout_s")))
 
 
 def display_frame(table: pd.DataFrame) -> pd.DataFrame:
@@ -132,6 +182,13 @@ def display_frame(table: pd.DataFrame) -> pd.DataFrame:
         if key not in table:
             continue
         shown[title] = table[key].map(lambda v, k=key: _format(k, v))
+    if "wall_is_bound" in table and "wall_s" in table:  # a censored cell decides the median
+        shown[COLUMNS["wall_s"]] = [(">=" if bound else "") + text for bound, text in
+                                    zip(table["wall_is_bound"], shown[COLUMNS["wall_s"]])]
+    if "speedup_significant" in table and "speedup" in table:
+        shown[COLUMNS["speedup"]] = [text if sig or text == "-" else "~" + text for sig, text
+                                     in zip(table["speedup_significant"],
+                                            shown[COLUMNS["speedup"]])]
     return shown
 
 
@@ -140,8 +197,10 @@ def _format(key: str, value: Any) -> str:
         return value
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "-"
-    if key in ("cells", "retries"):
+    if key in ("cells", "retries", *(key for key, _ in _DB_COLUMNS.values())):
         return str(int(value))
+    if key == "wall_ci_coverage":
+        return f"{value:.0%}" if value > 0 else "-"
     if key in ("speedup", "efficiency"):
         return f"{value:.2f}x" if key == "speedup" else f"{value:.2f}"
     if key == "wall_s":

@@ -1,24 +1,99 @@
-"""``harness report RUN_DIR``: re-render a results folder from disk."""
+"""``harness report RUN_DIR``: re-render a results folder from disk.
+
+Always prints the comparison table and the verdict and saves ``table.md``/``table.csv``;
+``--format md,html,json,csv`` also writes ``report.<format>`` (or ``--output``).
+The budget options here and in ``run``/``nightly`` share one definition.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from harness.commands.exitcodes import EXIT_OK
 
 NAME = "report"
-HELP = "re-render a results folder's comparison table from disk"
+HELP = "re-render a results folder: table, verdict, and reports (md, html, json, csv)"
+FORMATS = ("md", "html", "json", "csv")  # harness.report.export.FORMATS, without importing it
+
+
+def share(maximum: float | None) -> Any:
+    """argparse type: ``0.05`` or ``5%``, between 0 and ``maximum``."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a fraction like 0.05 or "
+                                             "a percentage like 5%") from None
+        if value < 0 or (maximum is not None and value > maximum):
+            limit = f"be between 0 and {maximum:.0%}" if maximum is not None else "not be negative"
+            raise argparse.ArgumentTypeError(f"{text!r}: must {limit}")
+        return value
+    return parse
+
+
+def add_budget_arguments(p: argparse.ArgumentParser, recorded: bool) -> None:
+    """The verdict's budgets; ``recorded``: default to what the run recorded."""
+    was = "default: as recorded in the run" if recorded else None
+    p.add_argument("--error-budget", type=share(1.0), default=None if recorded else 0.0,
+                   metavar="SHARE", help="fraction of units allowed to fail or not run "
+                   "before a mode is discarded, e.g. 0.01 or 1%% "
+                   f"({was or 'default 0: none'})")
+    p.add_argument("--p99-budget", type=float, default=None, metavar="MS",
+                   help="discard modes whose p99 unit duration exceeds MS "
+                   f"({was or 'default: none'})")
+    p.add_argument("--min-gain", type=share(None), default=None if recorded else 0.2,
+                   metavar="SHARE", help="warn when a parallel mode gains less than this over "
+                   "serial while adding errors, tail latency or memory (over-optimization; "
+                   f"{was or 'default 20%%'})")
+
+
+def budget_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {"error_budget": args.error_budget, "p99_budget_ms": args.p99_budget,
+            "min_gain": args.min_gain}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help="a results/<scenario>/<run-id>/ folder")
+    parser.add_argument("--format", default="", metavar="FMT[,FMT]",
+                        help=f"also write reports: {', '.join(FORMATS)} (comma-separated); "
+                        "md is the design-review attachment, html adds plots")
+    parser.add_argument("--output", default=None, metavar="PATH",
+                        help="where to write the report (one --format only; - = stdout; "
+                        "default RUN_DIR/report.<format>)")
+    add_budget_arguments(parser, recorded=True)
+
+
+def parse_formats(text: str) -> list[str]:
+    from harness.config import ConfigError
+
+    formats = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ConfigError(f"--format {unknown[0]!r}: one of {', '.join(FORMATS)}")
+    return formats
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    from harness.report.tables import write_tables
+    from harness.analysis.verdict import analyze
+    from harness.config import ConfigError
+    from harness.records import load_run
+    from harness.report.export import RENDERERS, write_report
+    from harness.report.tables import print_verdict, write_tables
 
-    write_tables(args.run_dir, console)
+    formats = parse_formats(args.format)
+    if args.output and len(formats) != 1:
+        raise ConfigError("--output needs exactly one --format")
+    analysis = analyze(load_run(args.run_dir), **budget_overrides(args))
+    if args.output == "-":
+        sys.stdout.write(RENDERERS[formats[0]](analysis))
+        return EXIT_OK
+    write_tables(args.run_dir, console, analysis)
+    print_verdict(analysis.verdict, console)
+    for fmt in formats:
+        console.print(f"report: {write_report(analysis, fmt, args.output)}")
     return EXIT_OK

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from harness.commands.exitcodes import EXIT_CORRECTNESS, EXIT_INTERRUPTED, EXIT_OK
+from harness.commands.report import add_budget_arguments
 
 NAME = "run"
 HELP = "run a scenario in every mode and print the comparison table"
@@ -55,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("results"), help="results root (default "
                    "results/); each run gets a new results/<scenario>/<run-id>/ folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-report", action="store_true", help="skip report.md and report.html "
+                   "(written into the results folder by default)")
+    add_budget_arguments(p, recorded=False)
 
 
 def config_from(args: argparse.Namespace):
@@ -71,6 +75,27 @@ def config_from(args: argparse.Namespace):
         dask_address=args.dask_address, out=args.out, progress=not args.no_progress)
 
 
+def finish_run(run_dir: Path, args: argparse.Namespace, console: Console):
+    """Record the verdict budgets (run.json v2), then table, verdict and reports."""
+    from dataclasses import asdict
+
+    from harness.analysis.verdict import Budgets, analyze
+    from harness.records import load_run, update_run
+    from harness.report.export import write_report
+    from harness.report.tables import print_verdict, write_tables
+
+    budgets = Budgets(error_budget=args.error_budget, p99_budget_ms=args.p99_budget,
+                      max_memory_mb=args.max_memory, min_gain=args.min_gain)
+    update_run(run_dir, budgets=asdict(budgets))
+    analysis = analyze(load_run(run_dir))
+    write_tables(run_dir, console, analysis)
+    print_verdict(analysis.verdict, console)
+    if not args.no_report:
+        for fmt in ("md", "html"):
+            console.print(f"report: {write_report(analysis, fmt)}")
+    return analysis
+
+
 def run(args: argparse.Namespace, console: Console) -> int:
     from harness.report.tables import write_tables
     from harness.runner import Runner, RunInterrupted
@@ -82,6 +107,6 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[yellow]{exc}")
         write_tables(exc.run_dir, console)
         return EXIT_INTERRUPTED
-    table = write_tables(run_dir, console)
+    table = finish_run(run_dir, args, console).table
     console.print(f"results: {run_dir}")
     return EXIT_OK if table.empty or table["verify_ok"].all() else EXIT_CORRECTNESS

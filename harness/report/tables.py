@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.console import Console
@@ -11,11 +12,16 @@ from harness.analysis.table import comparison_table, display_frame
 from harness.records import load_run
 from harness.report import markdown, terminal
 
+if TYPE_CHECKING:
+    from harness.analysis.verdict import Analysis, Verdict
 
-def write_tables(run_dir: Path, console: Console | None = None) -> pd.DataFrame:
-    """Build the table from the records on disk, save it beside run.json, print it."""
-    run = load_run(run_dir)
-    table = comparison_table(run)
+
+def write_tables(run_dir: Path, console: Console | None = None,
+                 analysis: "Analysis | None" = None) -> pd.DataFrame:
+    """Build the table from the records on disk (or take an analysis of them), save it
+    beside run.json, print it."""
+    run = analysis.run if analysis is not None else load_run(run_dir)
+    table = analysis.table if analysis is not None else comparison_table(run)
     display = display_frame(table)
     (Path(run_dir) / "table.md").write_text(markdown.table_markdown(display), encoding="utf-8")
     table.to_csv(Path(run_dir) / "table.csv", index=False)
@@ -24,3 +30,18 @@ def write_tables(run_dir: Path, console: Console | None = None) -> pd.DataFrame:
         params = ", ".join(f"{k}={v}" for k, v in (scenario.get("params") or {}).items())
         terminal.render(display, console, title=f"{scenario.get('name')} ({params})")
     return table
+
+
+def print_verdict(verdict: "Verdict", console: Console) -> None:
+    """The verdict under the table: the recommendation, why, and the warnings."""
+    if verdict.recommended:
+        console.print(f"[bold green]recommended: {verdict.recommended}[/]  "
+                      + "; ".join(verdict.reasons[verdict.recommended]), highlight=False)
+    else:
+        console.print(f"[bold red]{verdict.summary}[/]", highlight=False)
+    for label, status in verdict.status.items():
+        if status != "recommended":
+            console.print(f"  {label}: {status}: " + "; ".join(verdict.reasons[label]),
+                          markup=False, highlight=False)
+    for warning in verdict.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)

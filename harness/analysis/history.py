@@ -1,0 +1,93 @@
+"""The runs of one scenario under a results root, over time, and the last comparable one.
+
+Run ids start with their UTC start time, so sorting folder names sorts runs by time.
+Folders that cannot be read (a newer schema, a half-written run.json) are listed as
+skipped with the reason, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.analysis.compare import counted_cells, fingerprint_id
+from harness.analysis.stats import makespan_sample, summarize
+from harness.analysis.table import comparison_table
+from harness.records import SchemaError, load_run
+
+LIGHT_METRIC = "wall_s"  # read from cell.json alone; other metrics load units and samples
+
+
+@dataclass
+class History:
+    """One row per (run, mode) with the metric, plus the folders that could not be read."""
+
+    scenario: str
+    metric: str
+    frame: pd.DataFrame
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def fingerprints(self) -> list[str]:
+        return list(dict.fromkeys(self.frame["fingerprint"])) if not self.frame.empty else []
+
+
+def run_dirs(root: Path, scenario: str) -> list[Path]:
+    """Run folders of ``scenario`` under ``root``, oldest first."""
+    folder = Path(root) / scenario
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if (p / "run.json").exists())
+
+
+def _rows(path: Path, metric: str) -> list[dict[str, Any]]:
+    if metric == LIGHT_METRIC:
+        run = load_run(path, details=False)
+        cells = counted_cells(run)
+        timeout = (run.run.get("config") or {}).get("timeout_s")
+        values = {}
+        for label in dict.fromkeys(cells["label"]):
+            summary = summarize(makespan_sample(cells[cells["label"] == label], timeout))
+            values[label] = (summary.median, summary.median_is_bound)
+    else:
+        run = load_run(path)
+        table = comparison_table(run)
+        if metric not in table:
+            raise KeyError(f"no metric {metric!r} in the comparison table")
+        values = {r["mode"]: (r[metric], False) for r in table.to_dict("records")}
+    base = {"run_id": run.run.get("run_id"), "path": str(path),
+            "started_at": pd.to_datetime(run.run.get("started_at") or None, utc=True),
+            "status": run.run.get("status"), "fingerprint": fingerprint_id(run.run)}
+    return [{**base, "mode": label, "value": value, "is_bound": bound}
+            for label, (value, bound) in values.items()]
+
+
+def load_history(root: Path, scenario: str, metric: str = LIGHT_METRIC) -> History:
+    """Every readable run of ``scenario`` with ``metric`` per mode."""
+    rows, skipped = [], []
+    for path in run_dirs(root, scenario):
+        try:
+            rows += _rows(path, metric)
+        except (SchemaError, json.JSONDecodeError, OSError, KeyError) as exc:
+            skipped.append((path, str(exc)))
+    frame = pd.DataFrame(rows, columns=["run_id", "path", "started_at", "status",
+                                        "fingerprint", "mode", "value", "is_bound"])
+    return History(scenario, metric, frame, skipped)
+
+
+def previous_comparable(root: Path, scenario: str, candidate: Path) -> Path | None:
+    """The latest finished run before ``candidate`` with the same fingerprint, if any."""
+    target = fingerprint_id(load_run(candidate, details=False).run)
+    earlier = [p for p in run_dirs(root, scenario) if p.name < Path(candidate).name]
+    for path in reversed(earlier):
+        try:
+            run = load_run(path, details=False).run
+        except (SchemaError, json.JSONDecodeError, OSError):
+            continue
+        if run.get("status") == "finished" and fingerprint_id(run) == target:
+            return path
+    return None

@@ -1,0 +1,68 @@
+"""``harness nightly SCENARIO``: run, compare with the previous comparable run, exit code.
+
+The same options as ``harness run``, plus ``--threshold`` and ``--baseline``. The baseline
+is the latest finished run of the scenario under ``--out`` with the same fingerprint
+(scenario code, parameters, machine); with none, this run becomes the baseline of the next.
+Exit codes for cron and CI: 0 fine, 1 a significant regression beyond ``--threshold``,
+2 a usage error, 3 a correctness failure, 4 the harness itself failed, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.commands.exitcodes import (EXIT_CORRECTNESS, EXIT_HARNESS, EXIT_INTERRUPTED,
+                                        EXIT_OK, EXIT_USAGE)
+
+NAME = "nightly"
+HELP = "run a scenario, compare it with the previous comparable run, exit 0/1/3/4"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from harness.commands import run as run_command
+    from harness.commands.compare import add_threshold_argument
+
+    run_command.add_arguments(p)
+    p.epilog = "example:\n  harness nightly csv_ingest --repeat 5 --threshold 5%\n"
+    add_threshold_argument(p)
+    p.add_argument("--baseline", type=Path, default=None, metavar="RUN_DIR", help="compare "
+                   "with this run (default: the previous run with the same fingerprint)")
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    from harness.analysis.compare import compare_runs
+    from harness.analysis.history import previous_comparable
+    from harness.commands.compare import print_comparison, print_mismatches
+    from harness.commands.run import config_from, finish_run
+    from harness.records import load_run
+    from harness.runner import Runner, RunInterrupted
+
+    runner = Runner(config_from(args), console)  # bad options: usage errors (exit 2)
+    try:
+        run_dir = runner.run()
+        analysis = finish_run(run_dir, args, console)
+    except RunInterrupted as exc:
+        console.print(f"[yellow]{exc}")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # the harness itself failed: cron must hear about it
+        console.print(f"[bold red]harness failure:[/] {type(exc).__name__}: {exc}",
+                      highlight=False)
+        return EXIT_HARNESS
+    console.print(f"results: {run_dir}")
+    baseline = args.baseline or previous_comparable(args.out, runner.scenario.name, run_dir)
+    if baseline is None:
+        console.print("no earlier finished run with the same fingerprint: this run is the "
+                      "baseline for the next one")
+        verified = analysis.table.empty or analysis.table["verify_ok"].all()
+        return EXIT_OK if verified else EXIT_CORRECTNESS
+    comparison = compare_runs(load_run(baseline, details=False),
+                              load_run(run_dir, details=False), args.threshold)
+    if comparison.mismatches:
+        print_mismatches(comparison, console)
+        console.print("--baseline is not comparable with this run")
+        return EXIT_USAGE
+    print_comparison(comparison, console)
+    return comparison.exit_code
