@@ -33,6 +33,7 @@ class RunConfig:
     dask_address: str | None = None
     out: Path = Path("results")
     progress: bool = True
+    budgets: dict[str, Any] = field(default_factory=dict)  # verdict inputs, kept in run.json
 
     def __post_init__(self) -> None:
         if self.repeat < 1:

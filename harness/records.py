@@ -244,17 +244,6 @@ def load_run(path: Path, details: bool = True) -> RunData:
     return RunData(path, bundle["run"], cells, bundle["units"], bundle["samples"])
 
 
-def update_run(path: Path, **fields: Any) -> None:
-    """Add top-level fields to a finished run's run.json (e.g. the verdict budgets)."""
-    run_file = Path(path) / "run.json"
-    run = json.loads(run_file.read_text(encoding="utf-8"))
-    if int(run.get("schema_version", 0)) != SCHEMA_VERSION:
-        raise SchemaError(f"{run_file}: schema_version {run.get('schema_version')} is not "
-                          f"{SCHEMA_VERSION}; only runs written by this harness can be updated")
-    run.update(fields)
-    write_json_atomic(run_file, run)
-
-
 def asdict_record(record: Any) -> dict[str, Any]:
     """Dataclass record to a JSON-ready dict."""
     return asdict(record)

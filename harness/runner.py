@@ -112,6 +112,7 @@ class Runner:
                       "description": self.scenario.description, "params": self.params},
             config=cfg.to_dict(), metadata=metadata.collect(PROJECT_ROOT),
             plan=[{"cell_id": c.cell_id, **dataclasses.asdict(c)} for c in self.plan],
+            budgets=dict(cfg.budgets),
             started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         write_json_atomic(run_dir / "run.json", asdict_record(record))
         self.console.print(f"[bold]{self.scenario.name}[/]: {len(self.plan)} cells "

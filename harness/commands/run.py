@@ -63,8 +63,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from(args: argparse.Namespace):
     """The typed RunConfig for parsed ``run`` arguments (ConfigError on bad values)."""
+    from dataclasses import asdict
+
+    from harness.analysis.verdict import Budgets
     from harness.config import RunConfig, parse_params, parse_workers
 
+    budgets = Budgets(error_budget=args.error_budget, p99_budget_ms=args.p99_budget,
+                      max_memory_mb=args.max_memory, min_gain=args.min_gain)
     return RunConfig(
         scenario=args.scenario,
         modes=[m.strip() for m in args.modes.split(",") if m.strip()],
@@ -72,21 +77,17 @@ def config_from(args: argparse.Namespace):
         params=parse_params(args.param), timeout_s=args.timeout,
         max_memory_mb=args.max_memory, sample_hz=args.sample_hz, on_error=args.on_error,
         group_cap=args.group_cap, stagger_s=args.stagger / 1000, chunksize=args.chunksize,
-        dask_address=args.dask_address, out=args.out, progress=not args.no_progress)
+        dask_address=args.dask_address, out=args.out, progress=not args.no_progress,
+        budgets=asdict(budgets))
 
 
 def finish_run(run_dir: Path, args: argparse.Namespace, console: Console):
-    """Record the verdict budgets (run.json v2), then table, verdict and reports."""
-    from dataclasses import asdict
-
-    from harness.analysis.verdict import Budgets, analyze
-    from harness.records import load_run, update_run
+    """Table, verdict (budgets as recorded in run.json) and reports of a finished run."""
+    from harness.analysis.verdict import analyze
+    from harness.records import load_run
     from harness.report.export import write_report
     from harness.report.tables import print_verdict, write_tables
 
-    budgets = Budgets(error_budget=args.error_budget, p99_budget_ms=args.p99_budget,
-                      max_memory_mb=args.max_memory, min_gain=args.min_gain)
-    update_run(run_dir, budgets=asdict(budgets))
     analysis = analyze(load_run(run_dir))
     write_tables(run_dir, console, analysis)
     print_verdict(analysis.verdict, console)
