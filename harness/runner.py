@@ -98,7 +98,8 @@ class Runner:
         """Shared data (generated fixtures, cached across runs) and per-run scratch space."""
         root = state_dir()
         return Context(scenario=self.scenario.name, params=dict(self.params),
-                       services=services, data_dir=root / "data" / self.scenario.name,
+                       services=services, run_id=run_id,
+                       data_dir=root / "data" / self.scenario.name,
                        work_dir=root / "work" / self.scenario.name / run_id)
 
     def run(self) -> Path:

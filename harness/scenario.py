@@ -147,6 +147,7 @@ class Context:
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
     data_dir: Path = Path(".harness/data")
     work_dir: Path = Path(".harness/work")
+    run_id: str = ""
     cell_id: str = "prepare"
     mode: str = ""
     workers: int = 1
@@ -171,9 +172,11 @@ class Context:
 
     @property
     def schema(self) -> str:
-        """A PostgreSQL schema name unique to this cell (scenarios that write per cell)."""
-        safe = "".join(c if c.isalnum() else "_" for c in f"{self.scenario}_{self.cell_id}")
-        return safe.lower()[:60]
+        """A PostgreSQL schema name unique to this run's cell (scenarios that write per cell);
+        the run id's random suffix keeps two runs sharing one database apart."""
+        run = self.run_id.rsplit("-", 1)[-1]
+        name = f"{self.scenario[:24]}_{run}_{self.cell_id}"
+        return "".join(c if c.isalnum() else "_" for c in name).lower()[:63]
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

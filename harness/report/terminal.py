@@ -11,7 +11,10 @@ def render(display: pd.DataFrame, console: Console, title: str = "") -> None:
     """Print the decisive columns of the comparison table."""
     from harness.analysis.table import TERMINAL_COLUMNS
 
-    display = display[[c for c in TERMINAL_COLUMNS if c in display.columns]]
+    # Columns with nothing measured in this run (all "-") only cost width on a terminal.
+    shown = [c for c in TERMINAL_COLUMNS
+             if c in display.columns and not (display[c].astype(str) == "-").all()]
+    display = display[shown]
     table = Table(title=title, show_lines=False, header_style="bold")
     for column in display.columns:
         table.add_column(column, justify="left" if column in ("mode", "outcome", "errors",

@@ -1,12 +1,14 @@
 """PostgreSQL observed from its own side while a cell runs: the ``db`` sample series.
 
 :class:`PgStatsSampler` runs on a thread of the parent with an autocommit connection of
-its own (application_name ``harness-observer``, left out of every session count) and
-samples about twice a second: the cumulative ``pg_stat_database`` counters of the
-current database (commits, rollbacks, deadlocks, conflicts, blocks read/hit, temp bytes,
-tuples inserted/updated/deleted), client sessions in the database (``connections``),
-those waiting on a lock (``lock_waits``) and running a statement (``active``), and
-``max_connections``. Analysis takes per-cell deltas and peaks from these raw samples.
+its own (application_name ``harness-observer``, left out of every session count). About
+twice a second it records the cumulative ``pg_stat_database`` counters of the current
+database (commits, rollbacks, deadlocks, conflicts, blocks read/hit, temp bytes, tuples
+inserted/updated/deleted) and ``max_connections``; in between it polls the sessions
+(``poll_hz``) so each sample carries the peaks since the previous one: client sessions
+in the database (``connections``), those waiting on a lock (``lock_waits``) and those
+running a statement (``active``). A short cell's peaks are not missed between samples.
+Analysis takes per-cell deltas and peaks from these raw samples.
 
 Timeliness (PostgreSQL 15+, shared-memory statistics): a backend publishes its counters
 when it goes idle, at most once a second (else up to 10 s later), and always when it
@@ -34,19 +36,20 @@ OBSERVER_APP = "harness-observer"
 CONNECT_TIMEOUT_S = 2  # short: stop() must not hang on a database that went away
 COUNTERS = ("xact_commit", "xact_rollback", "deadlocks", "conflicts", "blks_read",
             "blks_hit", "temp_bytes", "tup_inserted", "tup_updated", "tup_deleted")
-GAUGES = ("connections", "lock_waits", "active", "max_connections")
+SESSION_GAUGES = ("connections", "lock_waits", "active")
 
 # Client sessions of this database other than observers (ours and any other harness's).
 _SESSIONS = ("FROM pg_stat_activity WHERE datid = d.datid AND backend_type = 'client backend' "
              "AND pid <> pg_backend_pid() AND application_name <> %(app)s")
-_SAMPLE = (
-    "SELECT {counters}, a.connections, a.lock_waits, a.active, "
-    "current_setting('max_connections')::int, clock_timestamp(){flush} "
-    "FROM pg_stat_database d CROSS JOIN LATERAL ("
-    "SELECT count(*) AS connections, "
-    "count(*) FILTER (WHERE wait_event_type = 'Lock') AS lock_waits, "
-    "count(*) FILTER (WHERE state = 'active') AS active " + _SESSIONS + ") a "
-    "WHERE d.datname = current_database()")
+_GAUGES = ("(SELECT count(*) AS connections, "
+           "count(*) FILTER (WHERE wait_event_type = 'Lock') AS lock_waits, "
+           "count(*) FILTER (WHERE state = 'active') AS active " + _SESSIONS + ") a")
+_SAMPLE = ("SELECT a.connections, a.lock_waits, a.active, {counters}, "
+           "current_setting('max_connections')::int, clock_timestamp(){flush} "
+           "FROM pg_stat_database d CROSS JOIN LATERAL " + _GAUGES +
+           " WHERE d.datname = current_database()")
+_POLL = ("SELECT a.connections, a.lock_waits, a.active{flush} FROM pg_stat_database d "
+         "CROSS JOIN LATERAL " + _GAUGES + " WHERE d.datname = current_database()")
 _LINGERING = ("SELECT (SELECT count(*) " + _SESSIONS + " AND backend_start > %(since)s){flush} "
               "FROM pg_stat_database d WHERE d.datname = current_database()")
 
@@ -56,15 +59,18 @@ OnSample = Callable[[str, int, dict[str, Any]], None]
 class PgStatsSampler:
     """Samples PostgreSQL's own statistics at ``hz`` on a thread; series ``"db"``."""
 
-    def __init__(self, dsn: str, hz: float, on_sample: OnSample, settle_s: float = 2.0):
+    def __init__(self, dsn: str, hz: float, on_sample: OnSample, settle_s: float = 2.0,
+                 poll_hz: float = 10.0):
         self.dsn = dsn
         self.interval = 1.0 / hz if hz > 0 else 0.5
+        self.poll_interval = min(self.interval, 1.0 / poll_hz if poll_hz > 0 else self.interval)
         self.on_sample = on_sample
         self.settle_s = settle_s
         self._conn: psycopg.Connection | None = None
         self._flush = False  # pg_stat_force_next_flush() exists (PostgreSQL 15+)
         self._own = 0        # the observer's own transactions so far (startups included)
-        self.own_seen = 0
+        self._own_seen = 0   # ... of which the last statement's snapshot includes
+        self._peaks = dict.fromkeys(SESSION_GAUGES, 0)
         self._since: datetime | None = None  # server clock at the first sample
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="harness-pg-stats",
@@ -90,19 +96,21 @@ class PgStatsSampler:
     # ---- internals ----
 
     def _loop(self) -> None:
-        next_tick = time.perf_counter() + self.interval
-        while not self._stop.wait(max(0.0, next_tick - time.perf_counter())):
-            self._sample()
-            next_tick = max(next_tick + self.interval, time.perf_counter())
+        next_sample = time.perf_counter() + self.interval
+        while not self._stop.wait(self.poll_interval):
+            if time.perf_counter() >= next_sample:
+                self._sample()
+                next_sample = max(next_sample + self.interval, time.perf_counter())
+            else:
+                self._poll()
 
     def _query(self, text: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
         """One observer transaction; None (and a dropped connection) when the database
-        does not answer. Never raises. ``self.own_seen`` is the count of the observer's
-        own transactions that the statement's snapshot includes."""
+        does not answer. Never raises."""
         try:
             if self._conn is None or self._conn.closed:
                 self._connect()
-            self.own_seen = self._own
+            self._own_seen = self._own
             row = self._conn.execute(text.format(counters=", ".join(f"d.{c}" for c in COUNTERS),
                                                  flush=", pg_stat_force_next_flush()"
                                                  if self._flush else ""),
@@ -117,8 +125,8 @@ class PgStatsSampler:
         self._conn = psycopg.connect(self.dsn, autocommit=True, application_name=OBSERVER_APP,
                                      connect_timeout=CONNECT_TIMEOUT_S)
         self._flush = self._conn.info.server_version >= 150000
-        self._own += 1  # a backend's startup transaction counts as a commit, published
-        # before its first query
+        # A backend's startup transaction counts as a commit, published before its first query.
+        self._own += 1
 
     def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
@@ -128,16 +136,25 @@ class PgStatsSampler:
             except Exception:
                 pass
 
+    def _poll(self) -> None:
+        row = self._query(_POLL, {})
+        if row is not None:
+            self._peaks = {g: max(self._peaks[g], v) for g, v in zip(SESSION_GAUGES, row)}
+
     def _sample(self) -> None:
         t_ns = time.perf_counter_ns()
         row = self._query(_SAMPLE, {})
         if row is None:
             values: dict[str, Any] = {"db_up": 0}
         else:
-            values = {"db_up": 1, **dict(zip(COUNTERS + GAUGES, row)),
-                      "own_xacts": self.own_seen}
+            n = len(SESSION_GAUGES)
+            values = {"db_up": 1,
+                      **{g: max(self._peaks[g], v) for g, v in zip(SESSION_GAUGES, row)},
+                      **dict(zip(COUNTERS, row[n:])), "max_connections": row[n + len(COUNTERS)],
+                      "own_xacts": self._own_seen}
             if self._since is None:
-                self._since = row[len(COUNTERS) + len(GAUGES)]
+                self._since = row[n + len(COUNTERS) + 1]
+        self._peaks = dict.fromkeys(SESSION_GAUGES, 0)
         try:
             self.on_sample("db", t_ns, values)
         except Exception:

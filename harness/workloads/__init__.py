@@ -1,0 +1,1 @@
+"""Workload building blocks shared by scenarios (data generators, validators, loaders)."""
