@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -81,11 +82,19 @@ def module_name(path: Path) -> str:
     return f"harness_scenario_{path.stem}_{digest}"
 
 
+_LOAD_LOCK = threading.RLock()
+
+
 def load_path(path: Path) -> LoadedScenario:
-    """Load a scenario from a file path (cached per process)."""
+    """Load a scenario from a file path (cached per process; safe to call from threads)."""
     path = Path(path).resolve()
     if not path.is_file():
         raise ScenarioError(f"scenario file not found: {path}")
+    with _LOAD_LOCK:  # the module is registered before it runs: others must not see it half-made
+        return _load_locked(path)
+
+
+def _load_locked(path: Path) -> LoadedScenario:
     name = module_name(path)
     module = sys.modules.get(name)
     if module is None:

@@ -148,6 +148,9 @@ def _json_default(value: Any) -> Any:
     return repr(value)
 
 
+_ENCODER = json.JSONEncoder(default=_json_default)
+
+
 class JsonLinesWriter:
     """Append-only JSON-lines file, flushed after every batch so a kill loses nothing written."""
 
@@ -157,7 +160,8 @@ class JsonLinesWriter:
 
     def write_many(self, rows: list[dict[str, Any]]) -> None:
         if rows:
-            self._fh.write("".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
+            encode = _ENCODER.encode  # one encoder: json.dumps(default=...) builds one per call
+            self._fh.write("".join([encode(r) + "\n" for r in rows]))
             self._fh.flush()
 
     def close(self) -> None:

@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stagger", type=float, default=200.0, metavar="MS", help="grouped mode: "
                    "delay between group starts in milliseconds (default 200)")
     p.add_argument("--chunksize", type=int, default=None, help="processes mode: units per "
-                   "task (default: adaptive, ~20 ms of work per chunk)")
+                   "task (default: adaptive, ~50 ms of work per chunk)")
     p.add_argument("--dask-address", default=None, help="dask mode: scheduler address "
                    "(default: a LocalCluster)")
     p.add_argument("--out", type=Path, default=Path("results"), help="results root (default "

@@ -19,8 +19,6 @@ class SerialMode(Mode):
         return 1
 
     def run(self, ex: Execution) -> dict[str, Any]:
-        run_unit = ex.run_unit
-        for unit in ex.units:
-            # The unit becomes due when the loop reaches it: no queueing in a loop.
-            run_unit(unit)
+        # Each unit becomes due when the loop reaches it: no queueing in a loop.
+        ex.run_in_order(ex.units)
         return {}

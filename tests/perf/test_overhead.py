@@ -1,0 +1,187 @@
+"""The harness's own overhead, as ratios against raw Python measured in the same run (make perf).
+
+Each benchmark runs the same units of ``overhead_scenario.work`` two ways, interleaved
+(reference, harness, reference, harness, ...): the harness cell's ``makespan_s`` (cell.json,
+measured in the child around the mode) against the wall time of a bare loop or a raw
+``concurrent.futures`` pool calling the very same function. The asserted figure is the
+median of the per-pair ratios: each pair ran back to back, so the drift of a shared machine
+cancels within a pair and one disturbed pair cannot move the median. The ratio of the
+medians is printed beside it. Targets are the acceptance criteria of issue 2.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import resource
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from rich.console import Console
+
+from harness.cell import cpu_times
+from harness.config import RunConfig
+from harness.records import load_run
+from harness.runner import Runner
+from harness.scenario import Context, Unit
+from tests.perf import overhead_scenario
+from tests.perf.overhead_scenario import work
+
+SCENARIO = Path(overhead_scenario.__file__)
+REFERENCE_CHUNKSIZE = 100  # a well-tuned raw pool: ~0.1 s chunks, IPC cost ~1% (DESIGN.md)
+
+Reference = Callable[[list[Unit], Context], None]
+
+
+def cpu_seconds() -> float:
+    """CPU of this process plus its reaped children (a pool's workers, once shut down),
+    counted as the cell process counts its own (harness.cell.cpu_times)."""
+    return sum(cpu_times())
+
+
+def bare_loop(units: list[Unit], ctx: Context) -> None:
+    for unit in units:
+        work(unit, ctx)
+
+
+def thread_pool(workers: int) -> Reference:
+    def run(units: list[Unit], ctx: Context) -> None:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for _ in pool.map(work, units, itertools.repeat(ctx)):
+                pass
+    return run
+
+
+def process_pool(workers: int) -> Reference:
+    def run(units: list[Unit], ctx: Context) -> None:
+        # Pool startup is inside the timing, as it is inside the processes mode's window.
+        with ProcessPoolExecutor(max_workers=workers,
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            for _ in pool.map(work, units, itertools.repeat(ctx),
+                              chunksize=REFERENCE_CHUNKSIZE):
+                pass
+    return run
+
+
+@dataclass(frozen=True)
+class Case:
+    title: str
+    mode: str
+    workers: int
+    params: dict[str, Any]
+    reference: Reference
+    reference_name: str
+    target: float
+    rounds: int
+
+
+def run_cell(out: Path, mode: str, workers: int, params: dict[str, Any]) -> dict[str, Any]:
+    """One cell of the overhead scenario through the real runner (10 Hz sampling); its
+    cell.json record plus ``procs_peak``, the most processes the sampler saw in the tree,
+    and ``observer_cpu_s``, the CPU this (parent) process spent running the cell."""
+    config = RunConfig(scenario=str(SCENARIO), modes=[mode], workers={mode: workers},
+                       repeat=1, warmup=False, params={k: str(v) for k, v in params.items()},
+                       sample_hz=10.0, out=out, progress=False)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    run_dir = Runner(config, Console(quiet=True)).run()
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    run = load_run(run_dir)
+    (cell,) = run.cells
+    assert cell["status"] == "ok", cell["message"]
+    assert cell["units_ok"] == params["units"]
+    tree = [s["procs"] for s in run.samples[cell["cell_id"]] if s["series"] == "tree"]
+    observer = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {**cell, "procs_peak": max(tree, default=0), "observer_cpu_s": observer}
+
+
+def compare(benchmark: Any, out: Path, case: Case) -> float:
+    """Interleave reference and harness runs; print, record and return the median ratio."""
+    ctx = Context(scenario=overhead_scenario.NAME, params=dict(case.params))
+    units = overhead_scenario.units(ctx)
+    reference_s: list[float] = []
+    harness_s: list[float] = []
+    reference_cpu: list[float] = []
+    harness_cpu: list[float] = []
+    observer_cpu: list[float] = []
+    sampler: list[float] = []
+
+    def run_reference() -> None:  # pedantic's setup: runs before each round, untimed
+        cpu = cpu_seconds()
+        start = time.perf_counter()
+        case.reference(units, ctx)
+        reference_s.append(time.perf_counter() - start)
+        reference_cpu.append(cpu_seconds() - cpu)
+
+    def run_harness() -> None:
+        cell = run_cell(out, case.mode, case.workers, case.params)
+        harness_s.append(cell["makespan_s"])
+        harness_cpu.append(cell["info"]["cpu_user_s"] + cell["info"]["cpu_sys_s"])
+        observer_cpu.append(cell["observer_cpu_s"])
+        sampler.append(cell["sampler"]["cpu_fraction"])
+
+    benchmark.pedantic(run_harness, setup=run_reference, rounds=case.rounds, iterations=1)
+    harness, reference = statistics.median(harness_s), statistics.median(reference_s)
+    pairs = [h / r for h, r in zip(harness_s, reference_s)]
+    ratio = statistics.median(pairs)
+    print(f"\n{case.title} overhead: harness {harness:.2f} s vs {case.reference_name} "
+          f"{reference:.2f} s = {ratio:.3f}x (target <= {case.target:.2f}; median of "
+          f"{case.rounds} interleaved pairs; ratio of medians {harness / reference:.3f}x)\n"
+          f"    harness s  {' '.join(f'{x:6.2f}' for x in harness_s)}\n"
+          f"    ref s      {' '.join(f'{x:6.2f}' for x in reference_s)}\n"
+          f"    ratio      {' '.join(f'{x:6.3f}' for x in pairs)}\n"
+          f"    CPU s      harness cell {statistics.median(harness_cpu):.2f} vs reference "
+          f"{statistics.median(reference_cpu):.2f}; the observing parent "
+          f"{statistics.median(observer_cpu):.2f} beside it (medians, not asserted)\n"
+          f"    sampler    {max(sampler) * 100:.2f}% of one core at most")
+    benchmark.extra_info.update(
+        harness_makespan_s=harness_s, reference_s=reference_s, pair_ratios=pairs,
+        ratio=ratio, ratio_of_medians=harness / reference, target=case.target,
+        reference=case.reference_name, mode=case.mode, workers=case.workers,
+        params=case.params, sampler_cpu_fraction=sampler, harness_cpu_s=harness_cpu,
+        reference_cpu_s=reference_cpu, observer_cpu_s=observer_cpu)
+    return ratio
+
+
+CASES = {
+    "serial": Case("serial", "serial", 1, {"kind": "cpu", "cost_us": 100.0, "units": 100_000},
+                   bare_loop, "bare loop", 1.05, 3),
+    "threads": Case("threads (8 workers)", "threads", 8,
+                    {"kind": "sleep", "cost_us": 1000.0, "units": 20_000},
+                    thread_pool(8), "raw ThreadPoolExecutor.map", 1.10, 5),
+    "processes": Case("processes (2 workers)", "processes", 2,
+                      {"kind": "cpu", "cost_us": 1000.0, "units": 10_000},
+                      process_pool(2), f"raw ProcessPoolExecutor.map(chunksize="
+                      f"{REFERENCE_CHUNKSIZE}, spawn)", 1.10, 3),
+}
+
+
+@pytest.mark.perf
+@pytest.mark.parametrize("name", list(CASES))
+def test_mode_overhead(benchmark, tmp_path, name):
+    case = CASES[name]
+    ratio = compare(benchmark, tmp_path, case)
+    assert ratio <= case.target, f"{case.title}: {ratio:.3f}x > {case.target}x"
+
+
+@pytest.mark.perf
+def test_sampler_cost_at_10hz(benchmark, tmp_path):
+    """The parent's psutil sampler at 10 Hz over a multi-second cell with a pool of 4 child
+    processes: its own CPU time (thread_time) stays under 1% of one core."""
+    params = {"kind": "sleep", "cost_us": 2000.0, "units": 8000}
+    cells: list[dict[str, Any]] = []
+    benchmark.pedantic(lambda: cells.append(run_cell(tmp_path, "processes", 4, params)),
+                       rounds=1, iterations=1)
+    stats, procs = cells[0]["sampler"], cells[0]["procs_peak"]
+    per_tick_ms = stats["cpu_s"] / max(stats["ticks"], 1) * 1000
+    print(f"\nsampler cost: {stats['cpu_fraction'] * 100:.2f}% of one core at "
+          f"{stats['hz']:g} Hz over {stats['wall_s']:.1f} s ({stats['ticks']} ticks, "
+          f"{per_tick_ms:.2f} ms CPU per tick, tree of {procs:g} processes) (target < 1%)")
+    benchmark.extra_info.update(sampler=stats, procs_peak=procs, target_cpu_fraction=0.01)
+    assert procs >= 5  # the cell process and its pool of 4 were all sampled
+    assert stats["ticks"] >= 30
+    assert stats["cpu_fraction"] < 0.01, stats

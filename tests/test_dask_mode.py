@@ -1,0 +1,139 @@
+"""The dask mode beyond the registry-wide tests: pure=False, cleanup, --on-error stop and an
+existing scheduler (on 127.0.0.1 only)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.discovery import load_path
+from harness.modes import get_mode
+from harness.modes.base import Execution, ModeOptions, Recorder
+from harness.scenario import Context, Unit
+from tests.runhelp import run_scenario
+
+distributed = pytest.importorskip("distributed")
+
+# Every call appends one line: the file counts executions, whatever Dask decided to reuse.
+COUNTING_SCENARIO = '''
+import os
+from harness.scenario import Unit
+
+def units(ctx):
+    return []
+
+def work(unit, ctx):
+    fd = os.open(os.path.join(ctx.params["log"], "calls"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.write(fd, unit.id.encode() + b"\\n")
+    os.close(fd)
+'''
+
+
+def test_identical_units_all_execute(tmp_path):
+    """The same unit submitted six times runs six times: tasks go out with pure=False, so
+    Dask never computes identical calls once (which would fake a speedup)."""
+    path = tmp_path / "counting.py"
+    path.write_text(COUNTING_SCENARIO, encoding="utf-8")
+    ctx = Context(scenario="counting", params={"log": str(tmp_path)}, work_dir=tmp_path)
+    unit = Unit("same", "all", None)
+    batches: list[list[tuple]] = []
+    ex = Execution(load_path(path), ctx, [unit] * 6, ModeOptions(workers=1, chunksize=1),
+                   Recorder(batches.append), time.perf_counter_ns())
+    info = get_mode("dask").run(ex)
+    ex.recorder.flush()
+    records = [r for batch in batches for r in batch]
+    assert [r[7] for r in records] == ["ok"] * 6
+    assert (tmp_path / "calls").read_text().split() == ["same"] * 6
+    assert info["chunks"] == 6 and info["leftover_killed"] == 0
+
+
+def test_cell_runs_every_unit_once_and_leaves_no_process(tmp_path):
+    run = run_scenario(tmp_path, "calibrate", ["dask"], {"units": 24, "cost_ms": 5},
+                       workers={"dask": 2})
+    (cell,) = run.cells
+    assert cell["status"] == "ok", cell["message"]
+    assert all(check["ok"] for check in cell["verify"]), cell["verify"]  # receipts: once each
+    units = run.units[cell["cell_id"]]
+    assert sorted(u["unit"] for u in units) == [f"u{i:06d}" for i in range(24)]
+    info = cell["info"]
+    assert len(info["worker_pids"]) == 2
+    assert {u["worker"].split(":")[0] for u in units} <= {str(p) for p in info["worker_pids"]}
+    # The cluster's startup and shutdown are inside the measured window.
+    assert cell["makespan_s"] > info["cluster_start_s"] + info["cluster_close_s"]
+    assert not [pid for pid in info["worker_pids"] if psutil.pid_exists(pid)]
+    assert info["leftover_killed"] == 0
+
+
+def test_on_error_stop_records_the_rest_as_not_run(tmp_path):
+    params = {"units": 30, "cost_ms": 5, "fail_every": 4}
+    run = run_scenario(tmp_path, "calibrate", ["dask"], params, workers={"dask": 2},
+                       on_error="stop")
+    (cell,) = run.cells
+    statuses = [u["status"] for u in run.units[cell["cell_id"]]]
+    assert len(statuses) == 30  # every unit has a record
+    assert statuses.count("error") >= 1
+    assert statuses.count("not-run") >= 10
+
+
+@pytest.fixture
+def scheduler():
+    """A user's cluster: one worker process, on 127.0.0.1, not started by the harness."""
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
+                                  host="127.0.0.1", dashboard_address=None,
+                                  silence_logs=logging.ERROR) as cluster:
+        yield cluster
+
+
+def test_existing_scheduler_is_used_and_left_running(tmp_path, scheduler):
+    """Its worker has two threads: tasks run side by side in one process."""
+    address = scheduler.scheduler_address
+    run = run_scenario(tmp_path, "calibrate", ["dask"], {"units": 12, "cost_ms": 5},
+                       dask_address=address)
+    (cell,) = run.cells
+    assert cell["status"] == "ok", cell["message"]
+    assert cell["label"] == f"dask({address})"
+    assert cell["info"]["cluster"] == address and cell["info"]["threads"] == 2
+    assert all(check["ok"] for check in cell["verify"]), cell["verify"]
+    with distributed.Client(address) as client:  # the user's cluster is still up
+        assert len(client.scheduler_info()["workers"]) == 1
+
+
+def test_unavailable_without_distributed(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "distributed" else real(name, *a))
+    assert get_mode("dask").available() == (False, "pip install 'dask[distributed]'")
+
+
+def test_scenario_is_loaded_once_per_worker_process(tmp_path):
+    """Threads of one worker loading a scenario at once all get the one, complete module
+    (load_path registers a module before executing it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from harness.modes import dask_mode
+
+    path = tmp_path / "calibrate_copy.py"
+    source = Path(__file__).resolve().parent.parent / "scenarios" / "calibrate.py"
+    path.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    with ThreadPoolExecutor(8) as pool:
+        loaded = list(pool.map(lambda _: dask_mode._scenario(str(path)), range(8)))
+    assert all(s is loaded[0] for s in loaded) and callable(loaded[0].module.work)
+
+
+def test_chunks_adapt_to_unit_cost_and_shrink_as_work_runs_out():
+    """The chunk sizing the dask mode shares with the processes mode: ~50 ms of work per
+    chunk, then smaller chunks at the end so the last ones still spread over the workers."""
+    from harness.modes.processes import ChunkSizer
+
+    sizer = ChunkSizer(None, slots=2)
+    assert sizer.next_size(1000) == 1  # nothing measured yet
+    sizer.observe([("u", "g", "w", 1, 0, 0, 1_000_000, "ok", None, None, 0, 0, {})] * 10)
+    assert sizer.next_size(1000) == 50  # 1 ms units
+    assert sizer.next_size(100) == 25 and sizer.next_size(3) == 1
+    assert ChunkSizer(7, slots=2).next_size(100) == 7
