@@ -9,6 +9,7 @@ its samples to our t0.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import resource
@@ -16,6 +17,7 @@ import signal
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 from harness.channel import ChannelWriter
@@ -24,14 +26,26 @@ from harness.modes import get_mode
 from harness.modes.base import Execution, ModeOptions, Recorder
 from harness.scenario import Context
 
+PR_SET_PDEATHSIG = 1
+
 
 def _context(spec: dict[str, Any]) -> Context:
-    ctx_fields = dict(spec["ctx"])
-    ctx = Context(**{k: v for k, v in ctx_fields.items() if k not in ("data_dir", "work_dir")})
-    from pathlib import Path
-    ctx.data_dir = Path(ctx_fields["data_dir"])
-    ctx.work_dir = Path(ctx_fields["work_dir"])
-    return ctx
+    fields = dict(spec["ctx"])
+    fields["data_dir"], fields["work_dir"] = Path(fields["data_dir"]), Path(fields["work_dir"])
+    return Context(**fields)
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGTERM us when the observing parent dies (kill -9 of the harness):
+    an orphaned cell would otherwise keep hammering services nobody measures."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return  # not Linux: the parent's process-group kill still ends us on timeout
+    expected = os.environ.get("HARNESS_PARENT_PID")
+    if expected and os.getppid() != int(expected):
+        os._exit(1)  # the parent died before prctl took effect
 
 
 def cpu_times() -> tuple[float, float]:
@@ -76,7 +90,8 @@ def run_cell(spec: dict[str, Any], channel: ChannelWriter) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    spec = json.loads(open(argv[0], encoding="utf-8").read())
+    die_with_parent()
+    spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     channel = ChannelWriter(int(os.environ["HARNESS_CHANNEL_FD"]))
     try:
         return run_cell(spec, channel)

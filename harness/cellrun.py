@@ -130,7 +130,8 @@ class CellProcess:
         spec_path = self.cell_dir / "spec.json"
         spec_path.write_text(json.dumps(self.spec, indent=2, default=str), encoding="utf-8")
         read_fd, write_fd = os.pipe()
-        env = dict(os.environ, HARNESS_CHANNEL_FD=str(write_fd), PYTHONUNBUFFERED="1")
+        env = dict(os.environ, HARNESS_CHANNEL_FD=str(write_fd), PYTHONUNBUFFERED="1",
+                   HARNESS_PARENT_PID=str(os.getpid()))
         started = time.perf_counter()
         with open(self.cell_dir / "stdout.txt", "wb") as stdout, \
                 open(self.cell_dir / "stderr.txt", "wb") as stderr:

@@ -95,3 +95,23 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_cells(tmp_path):
     cells = [json.loads(p.read_text()) for p in run_dir.glob("cells/*/cell.json")]
     assert any(c["status"] == "ok" for c in cells)
     assert len(cells) < len(run["plan"])
+
+
+def test_killed_harness_leaves_no_cell_process(tmp_path):
+    import psutil
+
+    proc = subprocess.Popen([*HARNESS, "run", "calibrate", "--modes", "serial", "--repeat", "1",
+                             "--no-warmup", "--param", "units=100", "--param", "cost_ms=100",
+                             "--out", str(tmp_path), "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    cells = []
+    while time.time() < deadline and not cells:
+        cells = [c for c in psutil.Process(proc.pid).children(recursive=True)
+                 if "harness.cell" in " ".join(c.cmdline())]
+        time.sleep(0.1)
+    assert cells
+    proc.kill()  # kill -9: no chance to clean up; the cell must notice on its own
+    proc.wait()
+    gone, alive = psutil.wait_procs(cells, timeout=10)
+    assert not alive

@@ -77,10 +77,21 @@ def _local_t0(clock: tuple[int, int, str]) -> int:
     return time.perf_counter_ns() - (time.time_ns() - t0_wall)
 
 
+_contexts: dict[tuple[str, str], Context] = {}
+
+
+def _cell_context(ctx: Context) -> Context:
+    """The first copy of this cell's context seen by this worker process. Every task ships
+    a fresh copy; keeping the first one keeps its per-thread resources (a database
+    connection, an HTTP session) alive across chunks, as in the processes mode."""
+    return _contexts.setdefault((ctx.run_id, ctx.cell_id), ctx)
+
+
 def _run_chunk(path: str, ctx: Context, clock: tuple[int, int, str], units: list[Unit],
                intended_ns: int, stop_on_error: bool) -> list[tuple[Any, ...]]:
     """Run one chunk on a Dask worker; one record tuple per unit."""
     work = _scenario(path).module.work
+    ctx = _cell_context(ctx)
     t0 = _local_t0(clock)
     name = worker_name()
     records = []

@@ -184,7 +184,10 @@ async def serve(cfg: ServerConfig) -> None:
     """Serve until SIGTERM/SIGINT (or until ``owner_pid`` exits)."""
     from aiohttp import web
 
-    runner = web.AppRunner(build_app(cfg), access_log=None, handle_signals=False)
+    # shutdown_timeout: aiohttp's default (60 s) keeps serving a client that keeps its
+    # keep-alive connection busy (429 retries), so a server whose owner died lingered.
+    runner = web.AppRunner(build_app(cfg), access_log=None, handle_signals=False,
+                           shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, cfg.host, cfg.port, backlog=1024)
     await site.start()
