@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.scenario import Check, Context, Param, Unit, UnitFailure, UnitResult
-from harness.services.suppliers import FetchStats, afetch, fetch
+from harness.services.supplier_client import FetchStats, afetch, fetch
 from harness.workloads import copyceiling, csvgen, csvverify, db, pgload
 
 NAME = "csv_ingest"

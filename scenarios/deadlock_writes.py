@@ -40,7 +40,7 @@ PARAMS = (
     *db.retry_params(budget=20),
 )
 RETRY_ON = ("40P01",)
-DDL = f"""
+DDL = """
 CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);
 CREATE TABLE transfers (unit text PRIMARY KEY, src int NOT NULL, dst int NOT NULL,
                         amount int NOT NULL);

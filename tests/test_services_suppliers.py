@@ -12,7 +12,8 @@ import psutil
 import pytest
 
 from harness.services import ServiceError
-from harness.services.suppliers import FetchError, FetchStats, SupplierServer, afetch, fetch, main
+from harness.services.supplier_client import FetchError, FetchStats, afetch, fetch
+from harness.services.suppliers import SupplierServer, main
 
 
 @pytest.fixture

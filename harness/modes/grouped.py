@@ -9,7 +9,6 @@ includes the time it queued behind the cap (no coordinated omission).
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
