@@ -130,6 +130,9 @@ class Runner:
             record.status = f"failed: {type(exc).__name__}: {exc}"
             raise
         finally:
+            # Per-run scratch space, removed only once every service is stopped and every
+            # volume unmounted (the stack has exited): rmtree must never walk into a mount.
+            shutil.rmtree(self.base_context({}, run_id).work_dir, ignore_errors=True)
             record.finished_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             write_json_atomic(run_dir / "run.json", asdict_record(record))
         return run_dir
@@ -160,7 +163,6 @@ class Runner:
         finally:
             if mod.has("teardown"):
                 mod.module.teardown(ctx)
-            shutil.rmtree(ctx.work_dir, ignore_errors=True)  # per-run scratch space
 
     def _run_cell(self, cell: PlannedCell, base: Context, stack: ServiceStack,
                   run_dir: Path, progress: CellProgress) -> CellRecord:
