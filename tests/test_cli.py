@@ -115,3 +115,12 @@ def test_killed_harness_leaves_no_cell_process(tmp_path):
     proc.wait()
     gone, alive = psutil.wait_procs(cells, timeout=10)
     assert not alive
+
+
+def test_exit_code_3_only_when_no_mode_is_correct(tmp_path):
+    # A crash at unit 2 leaves units without receipts: verify fails in the only mode.
+    done = harness("run", "calibrate", "--modes", "serial", "--repeat", "1", "--no-warmup",
+                   "--param", "units=6", "--param", "crash_at=2", "--out", str(tmp_path),
+                   "--no-progress", "--no-report")
+    assert done.returncode == 3, done.stderr
+    assert "FAIL" in done.stdout
