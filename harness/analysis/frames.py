@@ -40,11 +40,30 @@ def samples_frame(run: RunData) -> pd.DataFrame:
         frame["t_ns"] = frame["t_abs_ns"] - t0 if t0 is not None else np.nan
         frame = frame.sort_values(["series", "t_abs_ns"])
         if "cpu_user" in frame:  # absent when only the "db" series was sampled
-            cpu = frame["cpu_user"] + frame["cpu_sys"]
-            dt = frame.groupby("series")["t_abs_ns"].diff() / 1e9
-            frame["cpu_pct"] = (cpu.groupby(frame["series"]).diff() / dt * 100).clip(lower=0)
+            frame["cpu_pct"] = pd.concat([_trailing_cpu_pct(g) for _, g in
+                                          frame.groupby("series", sort=False)])
         parts.append(frame)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+CPU_WINDOW_S = 1.0
+
+
+def _trailing_cpu_pct(series: pd.DataFrame) -> pd.Series:
+    """CPU percent of one series over the trailing second at each sample.
+
+    Not per 0.1 s tick: the sampler finds new child processes up to ~1 s late, and their
+    CPU until then would land in a single tick as an impossible spike (1500 % on 2 cores).
+    Over a window as long as the discovery delay, a peak is a rate the tree really ran at.
+    """
+    t = series["t_abs_ns"].to_numpy(dtype=float) / 1e9
+    cpu = (series["cpu_user"] + series["cpu_sys"]).to_numpy(dtype=float)
+    start = np.searchsorted(t, t - CPU_WINDOW_S, side="right") - 1
+    start = np.clip(start, 0, None)
+    span = t - t[start]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pct = np.where(span > 0, (cpu - cpu[start]) / span * 100, np.nan)
+    return pd.Series(np.clip(pct, 0, None), index=series.index)
 
 
 def _window_stats(samples: pd.DataFrame, makespan: float | None) -> dict[str, Any]:

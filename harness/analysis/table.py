@@ -37,8 +37,11 @@ COLUMNS = {
     "cpu_mean_pct": "CPU mean %",
     "cpu_peak_pct": "CPU peak %",
     "rss_peak_mb": "peak RSS MB",
-    "read_mb": "read MB",
-    "write_mb": "write MB",
+    "read_mb": "disk read MB",
+    "write_mb": "disk write MB",
+    # read()/write() syscall bytes: through FUSE, NFS or a socket the disk counters stay 0.
+    "read_chars_mb": "read() MB",
+    "write_chars_mb": "write() MB",
     "errors": "errors",
     "retries": "retries",
     "deadlocks": "deadlocks",
