@@ -220,6 +220,13 @@ class CellProcess:
             self._units.close()
             self._samples.close()
 
+    def abandon(self, message: str) -> None:
+        """The cell could not start (its setup failed): record that instead of running it."""
+        self.outcome.status, self.outcome.message = "crashed", message
+        with self._lock:
+            self._units.close()
+            self._samples.close()
+
     def record_unfinished(self, all_units: list[tuple[str, str]]) -> int:
         """Write a not-run record for every unit the child never reported; return how many."""
         reason = _UNIT_STATUS_AFTER.get(self.outcome.status, "NotRun")

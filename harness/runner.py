@@ -181,8 +181,6 @@ class Runner:
                          repeat=cell.repeat, warmup=cell.warmup, workers=options.workers,
                          options=dataclasses.asdict(options), units_total=len(units))
         progress.begin(cell.index, cell.cell_id, label, len(units))
-        if self.scenario.has("reset"):
-            self.scenario.module.reset(ctx)
         spec = {"scenario_path": str(self.scenario.path), "mode": cell.mode,
                 "options": dataclasses.asdict(options),
                 "ctx": {k: v for k, v in vars(ctx).items() if not k.startswith("_")}}
@@ -192,6 +190,14 @@ class Runner:
         child = CellProcess(cell.cell_id, cell.mode, cell_dir, spec, limits, stack.pids,
                             on_progress=lambda done, errors, total: progress.update(done, errors),
                             side_samplers=side_samplers(stack))
+        if self.scenario.has("reset"):
+            try:
+                self.scenario.module.reset(ctx)
+            except Exception as exc:  # this cell cannot run; the others still may
+                child.abandon(f"reset failed: {type(exc).__name__}: {exc}")
+                self._close_cell(rec, child, units, ctx, verify=False)
+                progress.end("crashed", None)
+                return rec
         try:
             outcome = child.run()
         except KeyboardInterrupt:

@@ -57,3 +57,18 @@ def test_sampler_sees_pool_child_processes(tmp_path):
     assert cell["sampler"]["cpu_fraction"] < 0.05
     cpu = samples[-1]["cpu_user"] + samples[-1]["cpu_sys"]
     assert cpu >= 16 * 0.08 * 0.8  # the workers' CPU is in the tree's total
+
+
+def test_a_cell_whose_setup_fails_is_recorded_and_the_run_goes_on(tmp_path):
+    scenario = tmp_path / "flaky_reset.py"
+    scenario.write_text(
+        "from harness.scenario import Unit\n"
+        "def units(ctx):\n    return [Unit(f'u{i}') for i in range(3)]\n"
+        "def reset(ctx):\n"
+        "    if ctx.mode == 'serial':\n        raise ConnectionError('database is down')\n"
+        "def work(unit, ctx):\n    return None\n")
+    run = run_scenario(tmp_path / "out", str(scenario), ["serial", "threads"])
+    serial, threads = run.cells
+    assert serial["status"] == "crashed" and "database is down" in serial["message"]
+    assert {u["status"] for u in run.units[serial["cell_id"]]} == {"not-run"}
+    assert threads["status"] == "ok" and threads["units_ok"] == 3

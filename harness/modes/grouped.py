@@ -13,6 +13,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from harness.discovery import LoadedScenario
 from harness.modes import register
 from harness.modes.base import Execution, Mode, ModeOptions
 from harness.scenario import Unit
@@ -32,7 +33,7 @@ class GroupedMode(Mode):
     description = "per-group cap (--group-cap) with staggered group starts (--stagger)"
     simplicity = 1
 
-    def label(self, scenario, options: ModeOptions) -> str:
+    def label(self, scenario: LoadedScenario, options: ModeOptions) -> str:
         return f"grouped(cap={options.group_cap},stagger={options.stagger_s * 1000:g}ms)"
 
     def run(self, ex: Execution) -> dict[str, Any]:
@@ -84,6 +85,3 @@ class GroupedMode(Mode):
         return {"workers": opts.workers, "group_cap": opts.group_cap,
                 "stagger_s": opts.stagger_s, "groups": len(order),
                 "peak_per_group": max(peak.values(), default=0)}
-
-    def concurrency(self, options: ModeOptions, n_units: int) -> int:
-        return max(1, min(options.workers, n_units))
