@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import pickle
 import resource
 import signal
 import sys
@@ -27,6 +28,7 @@ from harness.modes.base import Execution, ModeOptions, Recorder
 from harness.scenario import Context
 
 PR_SET_PDEATHSIG = 1
+UNITS_FILE = "units.pkl"  # the cell's units, pickled by the parent beside spec.json
 
 
 def _context(spec: dict[str, Any]) -> Context:
@@ -55,13 +57,15 @@ def cpu_times() -> tuple[float, float]:
     return me.ru_utime + kids.ru_utime, me.ru_stime + kids.ru_stime
 
 
-def run_cell(spec: dict[str, Any], channel: ChannelWriter) -> int:
+def run_cell(spec: dict[str, Any], spec_path: str, channel: ChannelWriter) -> int:
     """Load the scenario, execute its units in the requested mode, report through ``channel``."""
     scenario = load_path(spec["scenario_path"])
     ctx = _context(spec)
     options = ModeOptions(**spec["options"])
     mode = get_mode(spec["mode"])
-    units = list(scenario.module.units(ctx))
+    # The parent's list (scenario modules are loaded before unpickling: payloads may be
+    # the scenario's own classes); units(ctx) is not computed a second time.
+    units = pickle.loads((Path(spec_path).parent / UNITS_FILE).read_bytes())
     recorder = Recorder(lambda batch: channel.send(("units", batch)))
 
     def on_term(signum: int, frame: Any) -> None:
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     channel = ChannelWriter(int(os.environ["HARNESS_CHANNEL_FD"]))
     try:
-        return run_cell(spec, channel)
+        return run_cell(spec, argv[0], channel)
     except BaseException as exc:  # report, then die non-zero: the parent records a crash
         channel.send(("fatal", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
         raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -19,11 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.cell import UNITS_FILE
 from harness.channel import read_messages
-from harness.records import UNIT_FIELDS, JsonLinesWriter
+from harness.modes.base import not_run_tuple
+from harness.records import JsonLinesWriter, unit_row
+from harness.services.children import log_tail
+from harness.scenario import Unit
 
 KILL_GRACE_S = 2.0
-_UNIT_STATUS_AFTER = {"timeout": "CellTimeout", "memory-exceeded": "CellMemoryExceeded",
+_NOT_RUN_CLASS = {"timeout": "CellTimeout", "memory-exceeded": "CellMemoryExceeded",
                       "crashed": "CellCrashed", "interrupted": "CellInterrupted"}
 
 
@@ -50,7 +55,6 @@ class ChildOutcome:
     units_total: int = 0
     seen_units: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)
-    peak_rss: float = 0.0
     sampler: dict[str, Any] = field(default_factory=dict)
 
 
@@ -58,7 +62,7 @@ class CellProcess:
     """Runs one cell's child and observes it until it ends."""
 
     def __init__(self, cell_id: str, mode: str, cell_dir: Path, spec: dict[str, Any],
-                 limits: CellLimits, service_pids: dict[str, list[int]],
+                 units: list[Unit], limits: CellLimits, service_pids: dict[str, list[int]],
                  on_progress: Callable[[int, int, int], None] = lambda done, errors, total: None,
                  side_samplers: list[Callable[[Callable[[str, int, dict[str, float]], None]], Any]]
                  | None = None):
@@ -66,6 +70,7 @@ class CellProcess:
         self.mode = mode
         self.cell_dir = cell_dir
         self.spec = spec
+        self.units = units
         self.limits = limits
         self.service_pids = service_pids
         self.on_progress = on_progress
@@ -75,7 +80,8 @@ class CellProcess:
         self.outcome = ChildOutcome()
         self._units = JsonLinesWriter(cell_dir / "units.jsonl")
         self._samples = JsonLinesWriter(cell_dir / "samples.jsonl")
-        self._lock = threading.Lock()
+        self._samples_lock = threading.Lock()
+        self._ended_ns: int | None = None  # when the child was seen to exit or was killed
         self._over_memory = threading.Event()
 
     # ---- messages from the child ----
@@ -85,15 +91,11 @@ class CellProcess:
         for message in read_messages(fd):
             kind = message[0]
             if kind == "units":
-                rows = []
-                for values in message[1]:
-                    row = dict(zip(UNIT_FIELDS, values))
-                    row["cell"], row["mode"] = self.cell_id, self.mode
-                    rows.append(row)
+                rows = [unit_row(values, self.cell_id, self.mode) for values in message[1]]
+                for row in rows:
                     out.seen_units.add(row["unit"])
                     out.counts[row["status"]] = out.counts.get(row["status"], 0) + 1
-                with self._lock:
-                    self._units.write_many(rows)
+                self._units.write_many(rows)  # this thread is the units file's only writer
                 self.on_progress(len(out.seen_units), out.counts.get("error", 0), out.units_total)
             elif kind == "start":
                 out.t0_ns, out.t0_wall_ns, out.units_total = message[1], message[2], message[3]
@@ -107,16 +109,13 @@ class CellProcess:
     # ---- samples ----
 
     def on_sample(self, series: str, t_ns: int, values: dict[str, Any]) -> None:
-        """Record one sample of ``series`` taken at ``t_ns`` (perf_counter clock)."""
-        self._on_sample(series, t_ns, values)
-
-    def _on_sample(self, series: str, t_ns: int, values: dict[str, float]) -> None:
+        """Record one sample of ``series`` taken at ``t_ns`` (perf_counter clock); called
+        from the sampler's and the side observers' threads."""
         row = {"series": series, "t_abs_ns": t_ns, **values}
-        with self._lock:
+        with self._samples_lock:
             self._samples.write_many([row])
 
     def _on_tick(self, values: dict[str, float]) -> None:
-        self.outcome.peak_rss = max(self.outcome.peak_rss, values.get("rss", 0.0))
         budget = self.limits.max_memory_bytes
         if budget is not None and values.get("rss", 0.0) > budget:
             self._over_memory.set()
@@ -129,10 +128,12 @@ class CellProcess:
 
         spec_path = self.cell_dir / "spec.json"
         spec_path.write_text(json.dumps(self.spec, indent=2, default=str), encoding="utf-8")
+        # The child executes exactly the units the parent accounts for, listed once here.
+        (self.cell_dir / UNITS_FILE).write_bytes(pickle.dumps(self.units, pickle.HIGHEST_PROTOCOL))
         read_fd, write_fd = os.pipe()
         env = dict(os.environ, HARNESS_CHANNEL_FD=str(write_fd), PYTHONUNBUFFERED="1",
                    HARNESS_PARENT_PID=str(os.getpid()))
-        started = time.perf_counter()
+        started_ns = time.perf_counter_ns()
         with open(self.cell_dir / "stdout.txt", "wb") as stdout, \
                 open(self.cell_dir / "stderr.txt", "wb") as stderr:
             child = subprocess.Popen([sys.executable, "-m", "harness.cell", str(spec_path)],
@@ -144,12 +145,12 @@ class CellProcess:
                                   name="harness-cell-reader")
         reader.start()
         sampler = Sampler({"tree": [child.pid], **self.service_pids}, self.limits.sample_hz,
-                          self._on_sample, self._on_tick).start()
+                          self.on_sample, self._on_tick).start()
         observers = [factory(self.on_sample) for factory in self.side_samplers]
         for observer in observers:
             observer.start()
         try:
-            self._wait(child, started)
+            self._wait(child, started_ns)
         except KeyboardInterrupt:
             self._kill(child)
             self.outcome.status = "interrupted"
@@ -159,15 +160,15 @@ class CellProcess:
             for observer in observers:
                 observer.stop()
             reader.join(timeout=10)
-            self.outcome.process_wall_s = time.perf_counter() - started
-            self._finish(child)
+            self._finish(child, started_ns)
         return self.outcome
 
-    def _wait(self, child: subprocess.Popen, started: float) -> None:
-        deadline = started + self.limits.timeout_s
+    def _wait(self, child: subprocess.Popen, started_ns: int) -> None:
+        deadline = started_ns + self.limits.timeout_s * 1e9
         while True:
             try:
                 child.wait(timeout=0.05)
+                self._ended_ns = time.perf_counter_ns()
                 return
             except subprocess.TimeoutExpired:
                 pass
@@ -177,14 +178,16 @@ class CellProcess:
                 self.outcome.message = (f"tree RSS exceeded --max-memory "
                                         f"{self.limits.max_memory_bytes / 2**20:.0f} MB")
                 return
-            if time.perf_counter() > deadline:
+            if time.perf_counter_ns() > deadline:
                 self._kill(child)
                 self.outcome.status = "timeout"
                 self.outcome.message = f"exceeded --timeout {self.limits.timeout_s:g}s"
                 return
 
     def _kill(self, child: subprocess.Popen, grace: bool = True) -> None:
-        """SIGTERM the group (the child flushes its records), then SIGKILL what is left."""
+        """SIGTERM the group (the child flushes its records), then SIGKILL what is left.
+        The cell ends now, not after the grace period: that is what its times count to."""
+        self._ended_ns = time.perf_counter_ns()
         sig = signal.SIGTERM if grace else signal.SIGKILL
         try:
             os.killpg(child.pid, sig)
@@ -200,8 +203,10 @@ class CellProcess:
             pass
         child.wait()
 
-    def _finish(self, child: subprocess.Popen) -> None:
+    def _finish(self, child: subprocess.Popen, started_ns: int) -> None:
         out = self.outcome
+        ended = self._ended_ns or time.perf_counter_ns()
+        out.process_wall_s = (ended - started_ns) / 1e9
         out.exit_code = child.returncode
         if out.status == "ok" and (child.returncode != 0 or out.makespan_s is None):
             out.status = "crashed"
@@ -209,44 +214,27 @@ class CellProcess:
                 detail = f"killed by signal {-child.returncode}"
             else:
                 detail = f"exit code {child.returncode}"
-            tail = _tail(self.cell_dir / "stderr.txt")
+            tail = log_tail(self.cell_dir / "stderr.txt", 3)[:600]
             out.message = "; ".join(x for x in (out.message or detail, tail) if x)
         if out.makespan_s is None and out.t0_ns is not None:
-            # Killed mid-run: what it ran for is a lower bound on its makespan.
-            end = time.perf_counter_ns()
-            out.makespan_s = (end - out.t0_ns) / 1e9
+            # Killed mid-run: what it ran for until it ended is a lower bound on its makespan.
+            out.makespan_s = (ended - out.t0_ns) / 1e9
             out.censored = True
-        with self._lock:
-            self._units.close()
-            self._samples.close()
+        self._close()
 
     def abandon(self, message: str) -> None:
         """The cell could not start (its setup failed): record that instead of running it."""
         self.outcome.status, self.outcome.message = "crashed", message
-        with self._lock:
-            self._units.close()
+        self._close()
+
+    def _close(self) -> None:
+        """Record every unit the child never reported as not-run, then close the files."""
+        reason = _NOT_RUN_CLASS.get(self.outcome.status, "NotRun")
+        missing = [u for u in self.units if u.id not in self.outcome.seen_units]
+        self._units.write_many([
+            unit_row(not_run_tuple(u, f"cell ended: {self.outcome.status}", 0, reason),
+                     self.cell_id, self.mode) for u in missing])
+        self.outcome.counts["not-run"] = self.outcome.counts.get("not-run", 0) + len(missing)
+        self._units.close()
+        with self._samples_lock:
             self._samples.close()
-
-    def record_unfinished(self, all_units: list[tuple[str, str]]) -> int:
-        """Write a not-run record for every unit the child never reported; return how many."""
-        reason = _UNIT_STATUS_AFTER.get(self.outcome.status, "NotRun")
-        missing = [(uid, group) for uid, group in all_units if uid not in self.outcome.seen_units]
-        if missing:
-            writer = JsonLinesWriter(self.cell_dir / "units.jsonl")
-            writer.write_many([
-                {"unit": uid, "group": group, "worker": "", "attempts": 0, "intended_ns": 0,
-                 "start_ns": -1, "end_ns": -1, "status": "not-run", "error_class": reason,
-                 "error": f"cell ended: {self.outcome.status}", "rows": 0, "bytes": 0,
-                 "retries": {}, "cell": self.cell_id, "mode": self.mode}
-                for uid, group in missing])
-            writer.close()
-            self.outcome.counts["not-run"] = self.outcome.counts.get("not-run", 0) + len(missing)
-        return len(missing)
-
-
-def _tail(path: Path, lines: int = 3) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " | ".join(text[-lines:])[:600]

@@ -7,6 +7,7 @@ Layout of a run folder::
     cells/<cell-id>/units.jsonl   one UnitRecord per line, streamed while the cell runs
     cells/<cell-id>/samples.jsonl one sample per line (series: "tree" or a service name)
     cells/<cell-id>/stderr.txt    the child's stderr (a crash's traceback lands here)
+    cells/<cell-id>/spec.json     what the child was asked to run (units.pkl: its units)
 
 Raw data only: statistics are computed when read. ``schema_version`` is in run.json; a
 newer version is refused with a message, older ones are upgraded by explicit functions in
@@ -23,20 +24,11 @@ import json
 import os
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 SCHEMA_VERSION = 2
-
-# Unit records travel from the cell process as plain tuples in this order (cheap to build
-# and pickle in the hot loop); the parent turns them into UnitRecord lines.
-UNIT_FIELDS = ("unit", "group", "worker", "attempts", "intended_ns", "start_ns", "end_ns",
-               "status", "error_class", "error", "rows", "bytes", "retries")
-
-UNIT_STATUSES = ("ok", "error", "timeout", "not-run")
-CELL_STATUSES = ("ok", "timeout", "memory-exceeded", "crashed", "interrupted", "harness-error")
-
 
 class SchemaError(Exception):
     """A results folder cannot be read by this version of the harness."""
@@ -44,10 +36,14 @@ class SchemaError(Exception):
 
 @dataclass
 class UnitRecord:
-    """One executed (or not executed) unit. Times are ns relative to the cell's t0."""
+    """One unit: one line of ``units.jsonl``. Times are ns relative to the cell's t0.
 
-    cell: str
-    mode: str
+    ``status`` is ok, error or not-run; a not-run unit's ``error_class`` says why (NotRun
+    after ``--on-error stop``; CellTimeout, CellMemoryExceeded, CellCrashed or
+    CellInterrupted when its cell ended before reporting it: an in-flight unit cannot be
+    told from an unstarted one).
+    """
+
     unit: str
     group: str
     worker: str
@@ -61,10 +57,20 @@ class UnitRecord:
     rows: int = 0
     bytes: int = 0
     retries: dict[str, int] = field(default_factory=dict)
+    cell: str = ""
+    mode: str = ""
 
-    @classmethod
-    def from_tuple(cls, cell: str, mode: str, values: tuple[Any, ...]) -> "UnitRecord":
-        return cls(cell, mode, **dict(zip(UNIT_FIELDS, values)))
+
+# Unit records travel from the cell process as plain tuples in this order (cheap to build
+# and pickle in the hot loop); the parent adds cell and mode and writes them as lines.
+UNIT_FIELDS = tuple(f.name for f in fields(UnitRecord))[:-2]
+
+
+def unit_row(values: tuple[Any, ...], cell: str, mode: str) -> dict[str, Any]:
+    """A record tuple from the cell process as the JSON line the parent writes."""
+    row = dict(zip(UNIT_FIELDS, values))
+    row["cell"], row["mode"] = cell, mode
+    return row
 
 
 @dataclass
@@ -77,7 +83,7 @@ class CellRecord:
     label: str
     repeat: int
     warmup: bool
-    status: str = "ok"
+    status: str = "ok"  # ok, timeout, memory-exceeded, crashed or interrupted
     exit_code: int | None = None
     message: str = ""
     started_at_ns: int = 0     # wall clock (time.time_ns) of the cell's t0

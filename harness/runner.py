@@ -187,7 +187,7 @@ class Runner:
         limits = CellLimits(cfg.timeout_s,
                             cfg.max_memory_mb * 2**20 if cfg.max_memory_mb else None,
                             cfg.sample_hz)
-        child = CellProcess(cell.cell_id, cell.mode, cell_dir, spec, limits, stack.pids,
+        child = CellProcess(cell.cell_id, cell.mode, cell_dir, spec, units, limits, stack.pids,
                             on_progress=lambda done, errors, total: progress.update(done, errors),
                             side_samplers=side_samplers(stack))
         if self.scenario.has("reset"):
@@ -195,23 +195,22 @@ class Runner:
                 self.scenario.module.reset(ctx)
             except Exception as exc:  # this cell cannot run; the others still may
                 child.abandon(f"reset failed: {type(exc).__name__}: {exc}")
-                self._close_cell(rec, child, units, ctx, verify=False)
+                self._close_cell(rec, child, ctx, verify=False)
                 progress.end("crashed", None)
                 return rec
         try:
             outcome = child.run()
         except KeyboardInterrupt:
-            self._close_cell(rec, child, units, ctx, verify=False)
+            self._close_cell(rec, child, ctx, verify=False)
             progress.end("interrupted", child.outcome.makespan_s)
             raise
-        self._close_cell(rec, child, units, ctx, verify=True)
+        self._close_cell(rec, child, ctx, verify=True)
         progress.end(outcome.status, outcome.makespan_s)
         return rec
 
-    def _close_cell(self, rec: CellRecord, child: CellProcess, units: list, ctx: Context,
+    def _close_cell(self, rec: CellRecord, child: CellProcess, ctx: Context,
                     verify: bool) -> None:
         out = child.outcome
-        child.record_unfinished([(u.id, u.group) for u in units])
         rec.status, rec.exit_code, rec.message = out.status, out.exit_code, out.message
         rec.started_at_ns, rec.t0_perf_ns = out.t0_wall_ns, out.t0_ns
         rec.makespan_s, rec.censored = out.makespan_s, out.censored

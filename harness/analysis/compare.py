@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.analysis.frames import counted
 from harness.analysis.stats import Difference, Summary, compare_samples, makespan_sample, summarize
 from harness.commands.exitcodes import EXIT_CORRECTNESS, EXIT_HARNESS, EXIT_OK, EXIT_REGRESSION
 from harness.metadata import fingerprint
@@ -87,7 +88,7 @@ def counted_cells(run: RunData) -> pd.DataFrame:
     cells = pd.DataFrame(run.cells)
     if cells.empty:
         return pd.DataFrame(columns=["label", "makespan_s", "status", "censored", "warmup"])
-    return cells[~cells["warmup"].astype(bool)]
+    return counted(cells)
 
 
 def _verify(cells: pd.DataFrame) -> tuple[bool | None, list[str]]:

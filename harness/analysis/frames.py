@@ -142,6 +142,11 @@ def lost_updates(checks: list[dict[str, Any]]) -> float | None:
     return float(sum(lost)) if lost else None
 
 
+def counted(cells: pd.DataFrame) -> pd.DataFrame:
+    """The cells that count: every cell but the warm-up."""
+    return cells[~cells["warmup"].astype(bool)] if not cells.empty else cells
+
+
 def cells_frame(run: RunData, samples: pd.DataFrame | None = None,
                 units: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per cell: outcome, makespan, verify, bound and resource use of its tree and of

@@ -8,6 +8,7 @@ skipped with the reason, never silently ignored.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pandas as pd
 from harness.analysis.compare import counted_cells, fingerprint_id
 from harness.analysis.stats import makespan_sample, summarize
 from harness.analysis.table import comparison_table
-from harness.records import SchemaError, load_run
+from harness.records import RunData, SchemaError, load_run
 
 LIGHT_METRIC = "wall_s"  # read from cell.json alone; other metrics load units and samples
 
@@ -79,14 +80,17 @@ def load_history(root: Path, scenario: str, metric: str = LIGHT_METRIC) -> Histo
     return History(scenario, metric, frame, skipped)
 
 
-def previous_comparable(root: Path, scenario: str, candidate: Path) -> Path | None:
-    """The latest finished run before ``candidate`` with the same fingerprint, if any."""
-    target = fingerprint_id(load_run(candidate, details=False).run)
-    earlier = [p for p in run_dirs(root, scenario) if p.name < Path(candidate).name]
+def previous_comparable(root: Path, scenario: str, candidate: Path | RunData) -> Path | None:
+    """The latest finished run before ``candidate`` (a folder, or a run already loaded)
+    with the same fingerprint, if any. Unreadable runs are said and passed over."""
+    loaded = candidate if isinstance(candidate, RunData) else load_run(candidate, details=False)
+    target = fingerprint_id(loaded.run)
+    earlier = [p for p in run_dirs(root, scenario) if p.name < loaded.path.name]
     for path in reversed(earlier):
         try:
             run = load_run(path, details=False).run
-        except (SchemaError, json.JSONDecodeError, OSError):
+        except (SchemaError, json.JSONDecodeError, OSError) as exc:
+            print(f"history: skipped {path}: {exc}", file=sys.stderr)
             continue
         if run.get("status") == "finished" and fingerprint_id(run) == target:
             return path

@@ -96,9 +96,6 @@ class Summary:
     censored: int
     outliers: list[int]        # indices into the sample, flagged and kept
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in self.__dict__.items()}
 
 
 def median_ci(ranked: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
@@ -108,13 +105,11 @@ def median_ci(ranked: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float
     (fewer than 6 values at 95%) it returns [min, max] with the coverage it really has."""
     x = np.sort(np.asarray(ranked, dtype=float))
     n = len(x)
-    if n == 0:
-        return math.nan, math.nan, 0.0
-    if n == 1:
+    if n < 2:
         return math.nan, math.nan, 0.0  # one value says nothing about where the median is
-    finite_median = float(np.median(x[np.isfinite(x)])) if np.isfinite(x).any() else 0.0
     try:
-        interval = stats.quantile_test(x, q=finite_median, p=0.5).confidence_interval(confidence)
+        # The interval does not depend on the hypothesised quantile q: any finite value does.
+        interval = stats.quantile_test(x, q=0.0, p=0.5).confidence_interval(confidence)
         low, high = float(interval.low), float(interval.high)
     except (ValueError, FloatingPointError):
         low = high = math.nan
@@ -137,15 +132,23 @@ def outlier_indices(sample: Sample, threshold: float = OUTLIER_Z) -> list[int]:
     return [int(i) for i in np.flatnonzero((z > threshold) & ~sample.censored)]
 
 
+def _median_is_bound(sample: Sample) -> bool:
+    """Does a censored value decide the median (so the true median is higher)?"""
+    n = len(sample)
+    if n == 0:
+        return False
+    order = np.argsort(sample.ranked, kind="stable")
+    middle = {order[(n - 1) // 2], order[n // 2]}  # the order statistics the median uses
+    return any(sample.censored[i] for i in middle)
+
+
 def summarize(sample: Sample, confidence: float = CONFIDENCE) -> Summary:
     """Median, its interval (real coverage), censoring and outlier flags of one sample."""
     n = len(sample)
     if n == 0:
         return Summary(0, math.nan, False, math.nan, math.nan, 0.0, 0, [])
     ranked = sample.ranked
-    order = np.argsort(ranked, kind="stable")
-    middle = {order[(n - 1) // 2], order[n // 2]}  # the order statistics the median uses
-    median_is_bound = any(sample.censored[i] for i in middle)
+    median_is_bound = _median_is_bound(sample)
     # The median of the recorded values is a lower bound of the true median (the median is
     # monotone in every value); it is exact when no censored value decides it.
     median = float(np.median(sample.values))
@@ -171,11 +174,6 @@ class Difference:
     note: str = ""
     ratio_bound: str = ""          # ">=" / "<=": a censored median makes the ratio a bound
 
-    @property
-    def mark(self) -> str:
-        """``~`` when the difference is not significant, as printed in the tables."""
-        return "" if self.significant else "~"
-
     def describe(self) -> str:
         """One line: ratio, interval and test (say "significant" or not around it)."""
         ratio = self.ratio_bound + ("inf" if math.isinf(self.ratio) else f"{self.ratio:.2f}x")
@@ -185,12 +183,6 @@ class Difference:
                 else self.method)
         note = f"; {self.note}" if self.note else ""
         return f"{ratio}{interval} ({test}, n={self.n_a} vs {self.n_b}{note})"
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dict(self.__dict__)
-        if math.isinf(data["ratio"]) or math.isnan(data["ratio"]):
-            data["ratio"] = None
-        return data
 
 
 def mannwhitney_decides(n_a: int, n_b: int, alpha: float = ALPHA) -> bool:
@@ -243,7 +235,7 @@ def compare_samples(a: Sample, b: Sample, alpha: float = ALPHA) -> Difference:
     # The ratio of recorded medians; a censored median makes it a bound (see ratio_bound).
     rec_a, rec_b = float(np.median(a.values)), float(np.median(b.values))
     ratio = rec_a / rec_b if rec_b > 0 else (math.inf if rec_a > 0 else 1.0)
-    bound_a, bound_b = summarize(a).median_is_bound, summarize(b).median_is_bound
+    bound_a, bound_b = _median_is_bound(a), _median_is_bound(b)
     ratio_bound = "" if bound_a == bound_b else (">=" if bound_a else "<=")
     low, high = _ratio_interval(a, b)
     censored = a.censored.any() or b.censored.any()

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis.frames import cells_frame, samples_frame, units_frame
+from harness.analysis.frames import cells_frame, counted, samples_frame, units_frame
 from harness.analysis.stats import Sample, compare_samples, makespan_sample, summarize
 from harness.records import RunData
 
@@ -84,14 +84,15 @@ def _outcome(cells: pd.DataFrame) -> str:
     return ", ".join(f"{n} {status}" for status, n in counts.items())
 
 
-def _verify(cells: pd.DataFrame) -> str:
+def _failed_checks(cells: pd.DataFrame) -> list[str]:
+    return sorted({name for text in cells["verify_failed"] for name in text.split("; ") if name})
+
+
+def _verify(cells: pd.DataFrame, failed: list[str]) -> str:
     known = cells["verify_ok"].dropna()
     if known.empty:
         return "-"
-    if known.all():
-        return "ok"
-    failed = sorted({name for text in cells["verify_failed"] for name in text.split("; ") if name})
-    return "FAIL: " + ", ".join(failed)
+    return "ok" if known.all() else "FAIL: " + ", ".join(failed)
 
 
 def mode_rows(cells: pd.DataFrame, units: pd.DataFrame,
@@ -99,14 +100,15 @@ def mode_rows(cells: pd.DataFrame, units: pd.DataFrame,
     """Aggregate counted cells per mode label, in plan order."""
     rows = []
     samples: dict[str, Sample] = {}
-    counted = cells[~cells["warmup"].astype(bool)]
-    for label in dict.fromkeys(counted["label"]):
-        mine = counted[counted["label"] == label]
+    kept = counted(cells)
+    for label in dict.fromkeys(kept["label"]):
+        mine = kept[kept["label"] == label]
         ids = set(mine["cell_id"])
         mine_units = units[units["cell"].isin(ids)] if not units.empty else units
         ran = mine_units[mine_units["status"].isin(["ok", "error"])] if not mine_units.empty \
             else mine_units
         walls = mine["makespan_s"].dropna()
+        failed = _failed_checks(mine)
         samples[label] = makespan_sample(mine, timeout_s)  # censored cells kept
         summary = summarize(samples[label])
         durations = ran["duration_ms"].dropna() if not ran.empty else pd.Series(dtype=float)
@@ -135,8 +137,9 @@ def mode_rows(cells: pd.DataFrame, units: pd.DataFrame,
             "error_count": int(mine["units_error"].sum()),
             "not_run": int(mine["units_not_run"].sum()),
             "retries": int(mine["retries"].sum()),
-            "verify": _verify(mine),
+            "verify": _verify(mine, failed),
             "verify_ok": bool(mine["verify_ok"].dropna().all()),
+            "verify_failed": ", ".join(failed),
             "bound_s": float(mine["bound_s"].median()) if mine["bound_s"].notna().any() else np.nan,
         }
         for col in ("cpu_mean_pct", "cpu_peak_pct", "read_mb", "write_mb", "read_chars_mb",

@@ -19,9 +19,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from harness.analysis.frames import cells_frame, samples_frame, units_frame
+from harness.analysis.frames import cells_frame, counted, samples_frame, units_frame
 from harness.analysis.stats import Difference, Sample, compare_samples, makespan_sample
 from harness.analysis.table import comparison_table
 from harness.records import RunData
@@ -79,7 +80,7 @@ class ModeResult:
 
     @property
     def median(self) -> float:
-        return float(pd.Series(self.sample.values).median()) if len(self.sample) else math.nan
+        return float(np.median(self.sample.values)) if len(self.sample) else math.nan
 
 
 @dataclass
@@ -200,21 +201,18 @@ def decide(results: list[ModeResult], budgets: Budgets) -> Verdict:
 def mode_results(cells: pd.DataFrame, table: pd.DataFrame,
                  timeout_s: float | None = None) -> list[ModeResult]:
     """One :class:`ModeResult` per table row, from the counted cells of that mode."""
-    counted = cells[~cells["warmup"].astype(bool)] if not cells.empty else cells
+    kept = counted(cells)
     results = []
     for row in table.to_dict("records"):
-        mine = counted[counted["label"] == row["mode"]]
-        verify = str(row.get("verify", ""))
+        mine = kept[kept["label"] == row["mode"]]
         results.append(ModeResult(
             label=row["mode"], mode_name=row["mode_name"],
             sample=makespan_sample(mine, timeout_s),
             statuses={str(k): int(v) for k, v in mine["status"].value_counts().items()},
-            verify_ok=False if verify.startswith("FAIL") else row.get("verify_ok", True),
-            verify_failed=verify.removeprefix("FAIL: ") if verify.startswith("FAIL") else "",
-            failed_units=int(row.get("error_count", 0)) + int(row.get("not_run", 0)),
-            units_total=int(row.get("units_total", mine["units_total"].sum())),
-            p99_ms=float(row.get("p99_ms", math.nan)),
-            rss_peak_mb=float(row.get("rss_peak_mb", math.nan))))
+            verify_ok=row["verify_ok"], verify_failed=row["verify_failed"],
+            failed_units=row["error_count"] + row["not_run"],
+            units_total=row["units_total"], p99_ms=float(row["p99_ms"]),
+            rss_peak_mb=float(row["rss_peak_mb"])))
     return results
 
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from harness.commands.exitcodes import (EXIT_CORRECTNESS, EXIT_HARNESS, EXIT_INTERRUPTED,
-                                        EXIT_OK, EXIT_USAGE)
+from harness.commands.exitcodes import EXIT_HARNESS, EXIT_INTERRUPTED, EXIT_USAGE
 
 NAME = "nightly"
 HELP = "run a scenario, compare it with the previous comparable run, exit 0/1/3/4"
@@ -36,7 +35,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from harness.analysis.compare import compare_runs
     from harness.analysis.history import previous_comparable
     from harness.commands.compare import print_comparison, print_mismatches
-    from harness.commands.run import config_from, finish_run
+    from harness.commands.run import config_from, finish_run, run_exit_code
     from harness.records import load_run
     from harness.runner import Runner, RunInterrupted
 
@@ -50,16 +49,16 @@ def run(args: argparse.Namespace, console: Console) -> int:
     except Exception as exc:  # the harness itself failed: cron must hear about it
         console.print(f"[bold red]harness failure:[/] {type(exc).__name__}: {exc}",
                       highlight=False)
+        console.print_exception()
         return EXIT_HARNESS
     console.print(f"results: {run_dir}")
-    baseline = args.baseline or previous_comparable(args.out, runner.scenario.name, run_dir)
+    baseline = args.baseline or previous_comparable(args.out, runner.scenario.name,
+                                                    analysis.run)
     if baseline is None:
         console.print("no earlier finished run with the same fingerprint: this run is the "
                       "baseline for the next one")
-        verified = analysis.table.empty or analysis.table["verify_ok"].all()
-        return EXIT_OK if verified else EXIT_CORRECTNESS
-    comparison = compare_runs(load_run(baseline, details=False),
-                              load_run(run_dir, details=False), args.threshold)
+        return run_exit_code(analysis.table)
+    comparison = compare_runs(load_run(baseline, details=False), analysis.run, args.threshold)
     if comparison.mismatches:
         print_mismatches(comparison, console)
         console.print("--baseline is not comparable with this run")

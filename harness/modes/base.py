@@ -76,20 +76,34 @@ def time_unit(work: Callable[[Unit, Context], Any], unit: Unit, ctx: Context,
         intended_ns = start - t0_ns
     try:
         result = work(unit, ctx)
-    except UnitFailure as failure:
-        end = perf_counter_ns()
-        return (unit.id, unit.group, worker, failure.attempts, intended_ns, start - t0_ns,
-                end - t0_ns, "error", error_class(failure.cause), _message(failure.cause),
-                0, 0, failure.retries)
     except Exception as exc:  # every failure of a unit is data, never a crash of the cell
-        end = perf_counter_ns()
-        return (unit.id, unit.group, worker, getattr(exc, "attempts", 1), intended_ns,
-                start - t0_ns, end - t0_ns, "error", error_class(exc), _message(exc), 0, 0, {})
-    end = perf_counter_ns()
-    if result is None:
-        return (unit.id, unit.group, worker, 1, intended_ns, start - t0_ns, end - t0_ns, "ok",
-                None, None, 0, 0, {})
-    return result_tuple(unit, worker, intended_ns, start - t0_ns, end - t0_ns, result)
+        return error_tuple(unit, worker, intended_ns, start - t0_ns,
+                           perf_counter_ns() - t0_ns, exc)
+    return result_tuple(unit, worker, intended_ns, start - t0_ns, perf_counter_ns() - t0_ns,
+                        result)
+
+
+def run_chunk(work: Callable[[Unit, Context], Any], units: list[Unit], ctx: Context,
+              t0_ns: int, intended_ns: int, worker: str, stop_on_error: bool,
+              shared_stop: Any = None) -> list[tuple[Any, ...]]:
+    """Run a chunk of units in a worker process, timing each (processes and dask modes).
+
+    With ``stop_on_error`` the chunk stops at its first failed unit (the rest are not-run)
+    and sets ``shared_stop`` (an Event, when the mode has one) so other workers stop too.
+    """
+    records = []
+    stopped = False
+    for unit in units:
+        if stopped or (shared_stop is not None and shared_stop.is_set()):
+            records.append(not_run_tuple(unit, "stopped after an earlier failure", intended_ns))
+            continue
+        record = time_unit(work, unit, ctx, t0_ns, intended_ns, worker)
+        records.append(record)
+        if stop_on_error and record[7] == "error":
+            stopped = True
+            if shared_stop is not None:
+                shared_stop.set()
+    return records
 
 
 def result_tuple(unit: Unit, worker: str, intended_ns: int, start_ns: int, end_ns: int,
@@ -112,8 +126,11 @@ def error_tuple(unit: Unit, worker: str, intended_ns: int, start_ns: int, end_ns
             end_ns, "error", error_class(exc), _message(exc), 0, 0, {})
 
 
-def not_run_tuple(unit: Unit, reason: str, intended_ns: int = 0) -> tuple[Any, ...]:
-    return (unit.id, unit.group, "", 0, intended_ns, -1, -1, "not-run", "NotRun", reason,
+def not_run_tuple(unit: Unit, reason: str, intended_ns: int = 0,
+                  error_class: str = "NotRun") -> tuple[Any, ...]:
+    """Record tuple of a unit that never ran (``error_class`` says why: NotRun after a
+    stop, CellTimeout / CellCrashed / ... when the cell ended before reaching it)."""
+    return (unit.id, unit.group, "", 0, intended_ns, -1, -1, "not-run", error_class, reason,
             0, 0, {})
 
 
@@ -137,21 +154,12 @@ class Recorder:
         self._buffer: deque[tuple[Any, ...]] = deque()
         self._lock = threading.Lock()
         self._last_flush = perf_counter_ns()
-        self._flushed = 0
-        self.errors = 0
         self.failed = threading.Event()  # set at the first failed unit (for --on-error stop)
-
-    @property
-    def done(self) -> int:
-        """Records added so far."""
-        return self._flushed + len(self._buffer)
 
     def add(self, record: tuple[Any, ...]) -> None:
         buffer = self._buffer
         buffer.append(record)
         if record[7] == "error":
-            with self._lock:
-                self.errors += 1
             self.failed.set()
         now = perf_counter_ns()
         if (len(buffer) >= self._batch or now - self._last_flush >= self._interval
@@ -172,9 +180,7 @@ class Recorder:
         buffer = self._buffer
         if buffer:
             # Drain only what is there now: a record added meanwhile waits for the next flush.
-            batch = [buffer.popleft() for _ in range(len(buffer))]
-            self._flushed += len(batch)
-            self._sink(batch)
+            self._sink([buffer.popleft() for _ in range(len(buffer))])
 
 
 @dataclass

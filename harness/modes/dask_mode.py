@@ -40,7 +40,7 @@ from typing import Any
 from harness.discovery import LoadedScenario, load_path
 from harness.modes import register
 from harness.modes.base import (Execution, Mode, ModeOptions, error_tuple, not_run_tuple,
-                                time_unit, worker_name)
+                                run_chunk, worker_name)
 from harness.modes.processes import ChunkSizer
 from harness.scenario import Context, Unit
 
@@ -90,20 +90,8 @@ def _cell_context(ctx: Context) -> Context:
 def _run_chunk(path: str, ctx: Context, clock: tuple[int, int, str], units: list[Unit],
                intended_ns: int, stop_on_error: bool) -> list[tuple[Any, ...]]:
     """Run one chunk on a Dask worker; one record tuple per unit."""
-    work = _scenario(path).module.work
-    ctx = _cell_context(ctx)
-    t0 = _local_t0(clock)
-    name = worker_name()
-    records = []
-    failed = False
-    for unit in units:
-        if failed:
-            records.append(not_run_tuple(unit, "stopped after an earlier failure", intended_ns))
-            continue
-        record = time_unit(work, unit, ctx, t0, intended_ns, name)
-        failed = stop_on_error and record[7] == "error"
-        records.append(record)
-    return records
+    return run_chunk(_scenario(path).module.work, units, _cell_context(ctx), _local_t0(clock),
+                     intended_ns, worker_name(), stop_on_error)
 
 
 @register

@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.discovery import load_path
 from harness.modes import register
-from harness.modes.base import Execution, Mode, not_run_tuple, time_unit, error_tuple
+from harness.modes.base import Execution, Mode, error_tuple, not_run_tuple, run_chunk
 from harness.scenario import Context, Unit
 
 TARGET_CHUNK_NS = 50_000_000
@@ -34,17 +34,9 @@ def _init_worker(scenario_path: str, ctx: Context, t0_ns: int, stop: Any) -> Non
 
 
 def _run_chunk(units: list[Unit], intended_ns: int) -> list[tuple[Any, ...]]:
-    work = _worker["scenario"].module.work
-    ctx, t0, stop, name = _worker["ctx"], _worker["t0"], _worker["stop"], _worker["name"]
-    records = []
-    for unit in units:
-        if stop is not None and stop.is_set():
-            records.append(not_run_tuple(unit, "stopped after an earlier failure", intended_ns))
-        else:
-            records.append(time_unit(work, unit, ctx, t0, intended_ns, name))
-            if stop is not None and records[-1][7] == "error":
-                stop.set()  # --on-error stop: every worker skips what it has not started
-    return records
+    w = _worker
+    return run_chunk(w["scenario"].module.work, units, w["ctx"], w["t0"], intended_ns,
+                     w["name"], w["stop"] is not None, w["stop"])
 
 
 class ChunkSizer:

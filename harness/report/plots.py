@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from harness.analysis.frames import counted
 from harness.analysis.verdict import Analysis
 
 INSTALL_HINT = "plots need matplotlib: pip install matplotlib"
@@ -66,8 +67,7 @@ def _log_axis(axis: Any, set_scale: Callable[[str], None]) -> None:
 
 
 def _counted(analysis: Analysis) -> pd.DataFrame:
-    cells = analysis.cells
-    return cells[~cells["warmup"].astype(bool)] if not cells.empty else cells
+    return counted(analysis.cells)
 
 
 def _labels(analysis: Analysis) -> list[str]:

@@ -11,20 +11,24 @@ both alike. Without an engine (or the docker package) nothing is sampled and not
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0", ""}
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 ENGINE_TIMEOUT_S = 2
+NOT_MEASURED = float("nan")  # the engine does not report it: never a made-up zero
 
 
 def _port_of(dsn: str) -> int | None:
-    parts = urlsplit(dsn)
-    if parts.hostname not in LOOPBACK or parts.hostname is None:
+    """The local port of ``dsn`` (URL or key=value form), None when not on this machine."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(dsn)
+    if params.get("host") not in LOOPBACK:
         return None
-    return parts.port or 5432
+    return int(params.get("port") or 5432)
 
 
 def find_container(dsn: str) -> Any | None:
@@ -52,6 +56,8 @@ def stats_to_sample(stats: dict[str, Any]) -> dict[str, float]:
     """One Docker stats document as a psutil-style sample (cumulative counters)."""
     cpu = stats.get("cpu_stats", {}).get("cpu_usage", {})
     memory = stats.get("memory_stats", {})
+    cache = memory.get("stats", {})
+    page_cache = cache.get("cache", cache.get("inactive_file", 0))  # cgroup v1 / v2
     io = stats.get("blkio_stats", {}).get("io_service_bytes_recursive") or []
     read = sum(e.get("value", 0) for e in io if str(e.get("op", "")).lower() == "read")
     write = sum(e.get("value", 0) for e in io if str(e.get("op", "")).lower() == "write")
@@ -59,11 +65,11 @@ def stats_to_sample(stats: dict[str, Any]) -> dict[str, float]:
         "cpu_user": cpu.get("usage_in_usermode", cpu.get("total_usage", 0)) / 1e9,
         "cpu_sys": cpu.get("usage_in_kernelmode", 0) / 1e9,
         "rss": float(memory.get("usage", 0)),
-        "uss": float(memory.get("usage", 0)) - float(memory.get("stats", {}).get("cache", 0)),
+        "uss": float(memory.get("usage", 0)) - float(page_cache),
         "read_bytes": float(read), "write_bytes": float(write),
-        "read_chars": float(read), "write_chars": float(write),
-        "ctx_vol": 0.0, "ctx_invol": 0.0,
-        "threads": 0.0, "procs": float(stats.get("pids_stats", {}).get("current", 0)),
+        "read_chars": NOT_MEASURED, "write_chars": NOT_MEASURED,
+        "ctx_vol": NOT_MEASURED, "ctx_invol": NOT_MEASURED, "threads": NOT_MEASURED,
+        "procs": float(stats.get("pids_stats", {}).get("current", 0)),
     }
 
 
@@ -80,18 +86,33 @@ class ContainerStatsSampler:
                                         daemon=True)
 
     def start(self) -> "ContainerStatsSampler":
+        # The stream's first document comes a second or two after it opens: take one sample
+        # now, so the cell's window has a starting point (as PgStatsSampler does).
+        import docker
+
+        try:
+            self._emit(self._container.stats(stream=False, one_shot=True))
+        except docker.errors.DockerException as exc:  # engine API < 1.41: no one-shot stats
+            print(f"harness: no first container sample ({exc}); the stream's first one counts",
+                  file=sys.stderr)
         self._thread.start()
         return self
+
+    def _emit(self, stats: dict[str, Any]) -> None:
+        self._on_sample(self._name, time.perf_counter_ns(), stats_to_sample(stats))
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=3)  # the stream yields about once a second
 
     def _loop(self) -> None:
+        import docker
+
         try:
             for stats in self._container.stats(stream=True, decode=True):
-                self._on_sample(self._name, time.perf_counter_ns(), stats_to_sample(stats))
+                self._emit(stats)
                 if self._stop.is_set():
                     return
-        except Exception:  # the engine went away: the cell goes on without this series
-            return
+        except (docker.errors.DockerException, OSError) as exc:
+            # The engine went away: the series ends here, and says so, while the cell goes on.
+            print(f"harness: container stats of {self._name} stopped: {exc}", file=sys.stderr)

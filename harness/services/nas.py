@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.services.children import child_env, log_tail, pid_alive, signal_group
 from harness.services.errors import ServiceError
 
 FSNAME = "harness-nas"  # the mount's source in /proc/mounts: how a stale mount of ours is recognised
@@ -234,13 +235,9 @@ def _watch(mountpoint: Path, ready_file: Path | None, owner_pid: int | None) -> 
         tmp.write_text(f"{os.getpid()}\n")
         os.replace(tmp, ready_file)
     while owner_pid is not None:  # a killed owner must not leave a mounted volume behind
-        try:
-            os.kill(owner_pid, 0)
-        except ProcessLookupError:
+        if not pid_alive(owner_pid):
             os.kill(os.getpid(), signal.SIGTERM)  # libfuse's handler exits the loop and unmounts
             return
-        except PermissionError:
-            pass
         time.sleep(0.5)
 
 
@@ -276,14 +273,6 @@ def run_daemon(backing: Path, mountpoint: Path, latency_ms: float, slots: int, m
 
 
 # ------------------------------------------------------------------------------------ parent side
-def _child_env() -> dict[str, str]:
-    """Environment for the daemon: this package importable even if it is not installed."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    return env
-
-
 class NasVolume:
     """Mounts ``backing`` at ``mountpoint`` through the latency-adding FUSE daemon (a child process
     in its own process group). Unmounts on ``unmount()``, on leaving ``with``, and at exit."""
@@ -319,14 +308,14 @@ class NasVolume:
             cmd += ["--owner-pid", str(os.getpid())]
         with open(log, "wb") as stderr:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                                          start_new_session=True, env=_child_env())
+                                          start_new_session=True, env=child_env())
         if not detach:
             atexit.register(self.unmount)
         deadline = time.monotonic() + MOUNT_TIMEOUT_S
         while not (ready.exists() and self._answers()):
             code = self._proc.poll()
             if code is not None or time.monotonic() > deadline:
-                tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-5:])
+                tail = log_tail(log)
                 self.unmount()
                 what = f"exited with code {code}" if code is not None else f"did not answer within {MOUNT_TIMEOUT_S:.0f} s"
                 raise ServiceError(f"NAS volume daemon {what}: {tail or 'no output'}; check that FUSE works (harness.services.nas.fuse_available)")
@@ -356,11 +345,11 @@ class NasVolume:
             proc.wait(5.0)
         except subprocess.TimeoutExpired:  # busy mount: SIGTERM makes libfuse detach it lazily
             for sig in (signal.SIGTERM, signal.SIGKILL):
+                signal_group(proc.pid, sig)
                 try:
-                    os.killpg(proc.pid, sig)
                     proc.wait(3.0)
                     break
-                except (ProcessLookupError, subprocess.TimeoutExpired):
+                except subprocess.TimeoutExpired:
                     continue
         force_unmount(self.mountpoint)
         if self._tmp is not None:

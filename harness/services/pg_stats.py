@@ -67,7 +67,7 @@ class PgStatsSampler:
         self.on_sample = on_sample
         self.settle_s = settle_s
         self._conn: psycopg.Connection | None = None
-        self._flush = False  # pg_stat_force_next_flush() exists (PostgreSQL 15+)
+        self._sql: dict[str, str] = {}  # the statements as this server version needs them
         self._own = 0        # the observer's own transactions so far (startups included)
         self._own_seen = 0   # ... of which the last statement's snapshot includes
         self._peaks = dict.fromkeys(SESSION_GAUGES, 0)
@@ -111,11 +111,10 @@ class PgStatsSampler:
             if self._conn is None or self._conn.closed:
                 self._connect()
             self._own_seen = self._own
-            row = self._conn.execute(text.format(counters=", ".join(f"d.{c}" for c in COUNTERS),
-                                                 flush=", pg_stat_force_next_flush()"
-                                                 if self._flush else ""),
-                                     {"app": OBSERVER_APP, **params}).fetchone()
-        except Exception:  # a restarting or unreachable database is data, not a crash
+            row = self._conn.execute(self._sql[text], {"app": OBSERVER_APP, **params}).fetchone()
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            # A restarting or unreachable database is data (db_up 0), not a crash; any other
+            # error is a bug in these queries and must not pass for a database that is down.
             self._disconnect()
             return None
         self._own += 1  # published right away by the forced flush
@@ -124,7 +123,13 @@ class PgStatsSampler:
     def _connect(self) -> None:
         self._conn = psycopg.connect(self.dsn, autocommit=True, application_name=OBSERVER_APP,
                                      connect_timeout=CONNECT_TIMEOUT_S)
-        self._flush = self._conn.info.server_version >= 150000
+        # pg_stat_force_next_flush() exists from PostgreSQL 15. The statements depend only on
+        # the server version: formatted once per connection, not on every 10 Hz poll.
+        flush = (", pg_stat_force_next_flush()" if self._conn.info.server_version >= 150000
+                 else "")
+        counters = ", ".join(f"d.{c}" for c in COUNTERS)
+        self._sql = {text: text.format(counters=counters, flush=flush)
+                     for text in (_SAMPLE, _POLL, _LINGERING)}
         # A backend's startup transaction counts as a commit, published before its first query.
         self._own += 1
 

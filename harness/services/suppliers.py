@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.services.children import child_env, log_tail, pid_alive, signal_group
 from harness.services.errors import ServiceError
 
 READY_TIMEOUT_S = 10.0
@@ -196,23 +197,13 @@ async def serve(cfg: ServerConfig) -> None:
         loop.add_signal_handler(sig, done.set)
     while not done.is_set():
         # The owner check keeps a killed harness from leaving this server behind.
-        if cfg.owner_pid is not None and not _pid_alive(cfg.owner_pid):
+        if cfg.owner_pid is not None and not pid_alive(cfg.owner_pid):
             break
         try:
             await asyncio.wait_for(done.wait(), timeout=0.5)
         except asyncio.TimeoutError:
             pass
     await runner.cleanup()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def parse_args(argv: list[str] | None) -> ServerConfig:
@@ -289,7 +280,7 @@ class SupplierServer:
         while not ready.exists():
             code = self._proc.poll()
             if code is not None or time.monotonic() > deadline:
-                tail = _tail(stderr_path)
+                tail = log_tail(stderr_path)
                 self.stop()
                 what = f"exited with code {code}" if code is not None else f"was not listening after {READY_TIMEOUT_S:.0f} s"
                 raise ServiceError(f"supplier server {what}: {tail or 'no output'}; run `{' '.join(cmd[:3])} --help` to check the options")
@@ -304,11 +295,11 @@ class SupplierServer:
         proc, self._proc = self._proc, None
         atexit.unregister(self.stop)
         if proc is not None and proc.poll() is None:
-            _signal_group(proc.pid, signal.SIGTERM)
+            signal_group(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(3.0)
             except subprocess.TimeoutExpired:
-                _signal_group(proc.pid, signal.SIGKILL)
+                signal_group(proc.pid, signal.SIGKILL)
                 proc.wait(3.0)
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
@@ -321,28 +312,6 @@ class SupplierServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-def child_env() -> dict[str, str]:
-    """Environment for a service subprocess: this package importable even if not installed."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    return env
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _tail(path: Path, lines: int = 5) -> str:
-    try:
-        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 if __name__ == "__main__":
