@@ -15,6 +15,7 @@ See docs/csv_ingest.md.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -67,6 +68,7 @@ PARAMS = (
 
 CEILING_MIN_ROWS = 50_000  # smaller data sets are \copied repeatedly for a steady rate
 _cell_started: dict[str, float] = {}  # parent only: wall clock at reset, for the rate check
+_ceiling: dict[str, copyceiling.Ceiling] = {}  # parent only: this run's measured ceiling
 
 
 # ---------------------------------------------------------------------- configuration
@@ -82,7 +84,13 @@ def spec_of(params: dict[str, Any]) -> csvgen.Spec:
 
 def dataset(ctx: Context) -> Path:
     root = Path(ctx.params["data_dir"]) if ctx.params["data_dir"] else ctx.data_dir
-    return csvgen.dataset_dir(root, spec_of(ctx.params))
+    return _dataset(root, tuple(sorted(ctx.params.items())))
+
+
+@functools.lru_cache(maxsize=8)
+def _dataset(root: Path, params: tuple[tuple[str, Any], ...]) -> Path:
+    # Cached: work() resolves a file's path per unit, and the key hashes the whole spec.
+    return csvgen.dataset_dir(root, spec_of(dict(params)))
 
 
 def services(params: dict[str, Any]) -> tuple[str, ...]:
@@ -131,11 +139,10 @@ def prepare(ctx: Context) -> None:
         ceiling = copyceiling.measure(ctx.services["postgres"]["dsn"], folder, files,
                                       schema=f"{NAME}_ceiling_{os.getpid()}",
                                       min_rows=min(CEILING_MIN_ROWS, ctx.params["ceiling_rows"]))
-        copyceiling.save(ceiling, ctx.work_dir)
+        _ceiling[ctx.run_id] = ceiling  # prepare and bound both run in the parent
+        levels = ", ".join(f"{n} loaders {rate:,.0f}" for n, rate in ceiling.by_parallelism.items())
         print(f"COPY ceiling ({ceiling.method}, {ceiling.rows} rows in {ceiling.files} files): "
-              f"{ceiling.rows_per_s:,.0f} rows/s (1 process "
-              f"{ceiling.by_parallelism.get('1', 0):,.0f}, 2 processes "
-              f"{ceiling.by_parallelism.get('2', 0):,.0f})", file=sys.stderr)
+              f"{ceiling.rows_per_s:,.0f} rows/s ({levels})", file=sys.stderr)
 
 
 def _remove_stale_mountpoints(folder: Path, min_age_s: float = 600.0) -> None:
@@ -250,11 +257,10 @@ async def aclose_worker(ctx: Context) -> None:
     if session is not None:
         ctx.local.http = None
         await session.close()
-    await db.close_pool(ctx)
+    await db.aclose_worker(ctx)
 
 
-def close_worker(ctx: Context) -> None:
-    db.close_connections()
+close_worker = db.close_worker  # scenario hook: close this process's workload connections
 
 
 # ------------------------------------------------------------------ verify and bound
@@ -292,7 +298,7 @@ def verify(ctx: Context) -> list[Check]:
 def bound(ctx: Context, mode: str) -> float | None:
     """No mode can beat the server's own COPY speed, nor (api) the suppliers' rate limits."""
     floors = []
-    ceiling = copyceiling.load(ctx.work_dir)
+    ceiling = _ceiling.get(ctx.run_id)
     if ceiling is not None and ceiling.rows_per_s > 0:
         floors.append(csvgen.manifest(dataset(ctx))["totals"]["valid_rows"] / ceiling.rows_per_s)
     p = ctx.params

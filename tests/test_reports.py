@@ -93,3 +93,10 @@ def test_run_writes_reports_and_budgets_by_default(tmp_path):
     assert stored["budgets"] == {"error_budget": 0.02, "p99_budget_ms": None,
                                  "max_memory_mb": None, "min_gain": 0.3}
     assert "error budget 2.0% of units" in (run_dir / "report.md").read_text()
+
+
+def test_report_formats_match_the_renderers():
+    from harness.commands.report import FORMATS
+    from harness.report.export import RENDERERS
+
+    assert tuple(RENDERERS) == FORMATS

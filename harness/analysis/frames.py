@@ -89,15 +89,16 @@ def _window_stats(samples: pd.DataFrame, makespan: float | None) -> dict[str, An
         "cpu_sys_s": delta("cpu_sys"),
         "cpu_mean_pct": cpu_s / span * 100 if span > 0 else np.nan,
         "cpu_peak_pct": float(window["cpu_pct"].max()) if "cpu_pct" in window else np.nan,
-        "rss_peak_mb": float(samples["rss"].max()) / 2**20,
-        "uss_peak_mb": float(samples["uss"].max()) / 2**20,
+        # Peaks over the window too: the child's start-up (imports) is not the mode's memory.
+        "rss_peak_mb": float(window["rss"].max()) / 2**20,
+        "uss_peak_mb": float(window["uss"].max()) / 2**20,
         "read_mb": delta("read_bytes") / 2**20,
         "write_mb": delta("write_bytes") / 2**20,
         "read_chars_mb": delta("read_chars") / 2**20,
         "write_chars_mb": delta("write_chars") / 2**20,
         "ctx_switches": delta("ctx_vol") + delta("ctx_invol"),
-        "threads_peak": float(samples["threads"].max()),
-        "procs_peak": float(samples["procs"].max()),
+        "threads_peak": float(window["threads"].max()),
+        "procs_peak": float(window["procs"].max()),
         "samples": int(len(samples)),
     }
 
@@ -154,6 +155,9 @@ def cells_frame(run: RunData, samples: pd.DataFrame | None = None,
     samples = samples_frame(run) if samples is None else samples
     units = units_frame(run) if units is None else units
     rows = []
+    # Split once: a mask over every row per cell would cost cells x rows.
+    units_by_cell = dict(tuple(units.groupby("cell"))) if not units.empty else {}
+    samples_by_cell = dict(tuple(samples.groupby("cell"))) if not samples.empty else {}
     for cell in run.cells:
         row: dict[str, Any] = {k: cell.get(k) for k in (
             "cell_id", "index", "mode", "label", "repeat", "warmup", "status", "makespan_s",
@@ -164,13 +168,13 @@ def cells_frame(run: RunData, samples: pd.DataFrame | None = None,
         row["verify_failed"] = "; ".join(c["name"] for c in checks if not c["ok"])
         row["lost_updates"] = lost_updates(checks)
         row["sampler_cpu_fraction"] = cell.get("sampler", {}).get("cpu_fraction")
-        cell_units = units[units["cell"] == cell["cell_id"]] if not units.empty else units
+        cell_units = units_by_cell.get(cell["cell_id"], units.iloc[0:0])
         row["retries"] = int((cell_units["attempts"].clip(lower=1) - 1).sum()) \
             if not cell_units.empty else 0
         rows.append(row)
         if samples.empty:
             continue
-        mine = samples[samples["cell"] == cell["cell_id"]]
+        mine = samples_by_cell.get(cell["cell_id"], samples.iloc[0:0])
         for series, group in mine.groupby("series"):
             if series == "db":
                 row.update(db_stats(group))

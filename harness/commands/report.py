@@ -18,7 +18,7 @@ from harness.commands.exitcodes import EXIT_OK
 
 NAME = "report"
 HELP = "re-render a results folder: table, verdict, and reports (md, html, json, csv)"
-FORMATS = ("md", "html", "json", "csv")  # harness.report.export.FORMATS, without importing it
+FORMATS = ("md", "html", "json", "csv")  # the keys of harness.report.export.RENDERERS (not imported: matplotlib is heavy)
 
 
 def share(maximum: float | None) -> Any:

@@ -20,7 +20,6 @@ from harness.analysis.verdict import Analysis
 from harness.metadata import fingerprint
 from harness.records import SCHEMA_VERSION
 
-FORMATS = ("md", "html", "json", "csv")
 
 # How to read the table; printed under it by every renderer.
 TABLE_NOTES = (
@@ -138,7 +137,7 @@ RENDERERS: dict[str, Callable[[Analysis], str]] = {
 def write_report(analysis: Analysis, fmt: str, path: Path | None = None) -> Path:
     """Render ``fmt`` and write it (default: ``report.<fmt>`` in the run folder)."""
     if fmt not in RENDERERS:
-        raise ValueError(f"unknown report format {fmt!r} (one of {', '.join(FORMATS)})")
+        raise ValueError(f"unknown report format {fmt!r} (one of {', '.join(RENDERERS)})")
     path = Path(path) if path is not None else Path(analysis.run.path) / f"report.{fmt}"
     path.write_text(RENDERERS[fmt](analysis), encoding="utf-8")
     return path

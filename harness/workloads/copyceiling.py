@@ -1,23 +1,26 @@
 """The COPY ceiling: how fast this PostgreSQL server ingests this data with nothing in between.
 
 ``psql \\copy`` of the clean files (one ``\\copy`` per file, each its own transaction, as the
-pipeline commits per file) into a table with the staging table's data columns, run by one
-and by two parallel psql processes; the ceiling is the better of the two rates. Where psql
-is not installed, the same bytes go through psycopg's raw ``COPY ... FROM STDIN`` on one
-and two connections instead, and the result says so.
+pipeline commits per file) into a table with the staging table's data columns, run by 1, 2,
+4, ... parallel psql processes up to the machine's cores (on 2 cores: one and two); the
+ceiling is the best rate. More loaders than cores cannot make a CPU-bound server faster,
+and fewer would let a mode with many connections beat its "bound". Where psql is not
+installed, the same bytes go through psycopg's raw ``COPY ... FROM STDIN`` instead, and the
+result says so.
 
-Measured once per run (in the scenario's ``prepare``) and cached as JSON in the run's
-scratch folder, where ``bound()`` reads it.
+The timer must cover loading, not process start-up: one untimed pass warms the caches and
+the table, and the time the same loaders take to start, connect and exit with nothing to
+load is measured and subtracted. Measured once per run, in the scenario's ``prepare``.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
 import subprocess
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from psycopg import sql
@@ -26,8 +29,8 @@ from harness.services.postgres import connect
 from harness.workloads.csvgen import FileExpectation
 from harness.workloads.pgload import column_ddl
 
-CACHE_NAME = "copy-ceiling.json"
 PSQL_TIMEOUT_S = 900
+WARMUP_FILES = 5
 
 
 @dataclass
@@ -57,7 +60,12 @@ def _psql_runs(psql: str, dsn: str, table: str, parts: list[list[Path]]) -> None
     errors: dict[int, bytes] = {}
 
     def feed(i: int, proc: subprocess.Popen, script: bytes) -> None:
-        errors[i] = proc.communicate(script, PSQL_TIMEOUT_S)[1] or b""
+        try:
+            errors[i] = proc.communicate(script, PSQL_TIMEOUT_S)[1] or b""
+        except subprocess.TimeoutExpired:  # said below, in the caller's thread
+            proc.kill()
+            proc.wait()
+            errors[i] = f"timed out after {PSQL_TIMEOUT_S} s".encode()
 
     # Every psql is fed from its own thread, so they all run at once.
     threads = [threading.Thread(target=feed, args=(i, proc, script))
@@ -94,9 +102,18 @@ def _raw_runs(dsn: str, table: str, parts: list[list[Path]]) -> None:
         raise errors[0]
 
 
+def parallelism_levels(cores: int | None = None) -> list[int]:
+    """1, 2, 4, ... loaders up to the cores (at least 1 and 2)."""
+    cores = max(2, cores or os.cpu_count() or 2)
+    levels = [1]
+    while levels[-1] * 2 <= cores:
+        levels.append(levels[-1] * 2)
+    return levels
+
+
 def measure(dsn: str, folder: Path, files: list[FileExpectation], schema: str,
-            min_rows: int = 0) -> Ceiling:
-    """Time one and two parallel loaders of ``files`` (clean ones) into a scratch table.
+            min_rows: int = 0, levels: list[int] | None = None) -> Ceiling:
+    """Time ``levels`` parallel loaders of ``files`` (clean ones) into a scratch table.
 
     With fewer than ``min_rows`` rows the files are loaded over again until there are that
     many: a ceiling is a steady rate, not the startup of psql and its connection.
@@ -111,37 +128,33 @@ def measure(dsn: str, folder: Path, files: list[FileExpectation], schema: str,
     method = "psql \\copy" if psql else "psycopg raw COPY (psql not installed)"
     ident = sql.Identifier(schema)
     table = f'"{schema}".ceiling'
+
+    def load(parts: list[list[Path]]) -> float:
+        started = time.perf_counter()
+        if psql:
+            _psql_runs(psql, dsn, table, parts)
+        else:
+            _raw_runs(dsn, table, parts)
+        return time.perf_counter() - started
+
+    def truncate() -> None:
+        with connect(dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("TRUNCATE {}.ceiling").format(ident))
+
     with connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(ident))
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(ident))
         conn.execute(sql.SQL(f"CREATE TABLE {{}}.ceiling ({column_ddl()})").format(ident))
     rates: dict[str, float] = {}
     try:
-        for n in (1, 2):
-            with connect(dsn, autocommit=True) as conn:
-                conn.execute(sql.SQL("TRUNCATE {}.ceiling").format(ident))
+        load([paths[:WARMUP_FILES]])  # untimed: caches, catalog, the table's first pages
+        for n in levels or parallelism_levels():
+            truncate()
             parts = [paths[i::n] for i in range(n) if paths[i::n]]
-            started = time.perf_counter()
-            if psql:
-                _psql_runs(psql, dsn, table, parts)
-            else:
-                _raw_runs(dsn, table, parts)
-            rates[str(n)] = rows / max(time.perf_counter() - started, 1e-9)
+            startup = load([[] for _ in parts])  # start, connect, exit: not loading
+            elapsed = load(parts) - startup
+            rates[str(n)] = rows / max(elapsed, 1e-9)
     finally:
         with connect(dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(ident))
     return Ceiling(max(rates.values(), default=0.0), rows, len(paths), method, rates)
-
-
-def save(ceiling: Ceiling, work_dir: Path) -> Path:
-    path = Path(work_dir) / CACHE_NAME
-    path.write_text(json.dumps(asdict(ceiling), indent=2) + "\n")
-    return path
-
-
-def load(work_dir: Path) -> Ceiling | None:
-    """The ceiling measured for this run, or None when it was not measured."""
-    path = Path(work_dir) / CACHE_NAME
-    if not path.exists():
-        return None
-    return Ceiling(**json.loads(path.read_text()))

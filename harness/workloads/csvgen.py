@@ -37,7 +37,6 @@ MAX_FIELD_BYTES = 1024  # a longer field is "oversized" (the validator uses the 
 
 ROW_REASONS = ("wrong_column_count", "non_numeric_quantity", "bad_timestamp", "invalid_utf8",
                "embedded_newline", "oversized_field")
-FILE_REASONS = ("empty_file", "header_only", "bad_header")
 BROKEN_KINDS = ("empty", "header_only", "junk", "latin1")  # rotated over the broken files
 _BROKEN_REASON = {"empty": "empty_file", "header_only": "header_only", "junk": "bad_header"}
 BAD_ROW_SHARE = 0.02  # share of rows that are malformed in a file that has malformed rows

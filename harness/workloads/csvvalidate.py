@@ -41,7 +41,6 @@ _is_quantity = re.compile(_QUANTITY).fullmatch
 _is_price = re.compile(_PRICE).fullmatch
 _is_timestamp = re.compile(_TIMESTAMP).fullmatch
 _REQUIRED = tuple(i for i, name in enumerate(COLUMNS) if name != "note")
-_NOTE = COLUMNS.index("note")
 
 
 # A timestamp of the common shape whose text alone proves a real instant: month 01-12, a day

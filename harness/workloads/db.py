@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing.util
 import random
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -228,7 +229,7 @@ def _connect(ctx: Context, settings: dict[str, str]) -> psycopg.Connection:
         try:
             conn.execute("SELECT set_config(%s, %s, false)", (name, value))
         except psycopg.errors.InsufficientPrivilege:
-            pass  # e.g. deadlock_timeout needs a superuser: the server default applies
+            _not_applied(name, value)
     with _open_lock:
         if not _open:  # first connection of this process: close all cleanly at exit
             multiprocessing.util.Finalize(None, close_worker, exitpriority=10)
@@ -241,6 +242,19 @@ def _forget(conn: psycopg.Connection) -> None:
         if conn in _open:
             _open.remove(conn)
     conn.close()
+
+
+_warned: set[str] = set()
+
+
+def _not_applied(name: str, value: str) -> None:
+    """Say (once per process, in the cell's stderr.txt) that a session setting the scenario
+    relies on did not apply, e.g. deadlock_timeout needs a superuser: the server default
+    then shapes what is measured, and the record must show it."""
+    if name not in _warned:
+        _warned.add(name)
+        print(f"harness: {name}={value} not applied (insufficient privilege); the server's "
+              "default is in force", file=sys.stderr)
 
 
 def close_worker(ctx: Context | None = None) -> None:
@@ -272,7 +286,7 @@ async def _open_pool(ctx: Context, settings: dict[str, str]) -> Any:
             try:
                 await conn.execute("SELECT set_config(%s, %s, false)", (name, value))
             except psycopg.errors.InsufficientPrivilege:
-                pass
+                _not_applied(name, value)
 
     size = max(1, ctx.concurrency)
     pool = AsyncConnectionPool(ctx.services["postgres"]["dsn"], kwargs=connect_kwargs(ctx),
@@ -290,8 +304,6 @@ async def aclose_worker(ctx: Context) -> None:
         await (await task).close()
 
 
-close_connections = close_worker  # the names other scenarios (csv_ingest) call
-close_pool = aclose_worker
 
 
 # ---- the per-cell schema (parent side) ----
