@@ -1,10 +1,11 @@
 """The child side of a cell: ``python -m harness.cell SPEC.json`` executes one mode.
 
 The parent starts this in a fresh process (its own process group), passing a pipe fd in
-``HARNESS_CHANNEL_FD``. Messages sent: ``("start", t0_perf_ns, t0_wall_ns)``,
-``("units", [record tuples])``, ``("end", makespan_ns, info)``, ``("fatal", text)``.
-The parent's monotonic clock is the same as ours (CLOCK_MONOTONIC), so it can relate
-its samples to our t0.
+``HARNESS_CHANNEL_FD``. The driver (:mod:`harness.driver`) runs the units; this module
+wires it to the mode's executor and policy and reports through the channel:
+``("start", t0_perf_ns, t0_wall_ns, n_units)`` after set-up, ``("units", [records])``,
+``("end", phases)`` and ``("fatal", text, traceback)``. The parent's monotonic clock is
+the same as ours (CLOCK_MONOTONIC), so it can relate its samples to our t0.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.channel import ChannelWriter
-from harness.discovery import load_path
-from harness.modes import get_mode
-from harness.modes.base import Execution, ModeOptions, Recorder
-from harness.scenario import Context
+from harness.discovery import LoadedScenario, load_path
+from harness.driver import Driver, Recorder, wall_clock_of
+from harness.executors import ExecutorSetup
+from harness.modes import ModeOptions, ModeSpec
+from harness.scenario import Context, Unit
 
 PR_SET_PDEATHSIG = 1
 UNITS_FILE = "units.pkl"  # the cell's units, pickled by the parent beside spec.json
@@ -51,18 +53,27 @@ def die_with_parent() -> None:
 
 
 def cpu_times() -> tuple[float, float]:
-    """User and system CPU seconds of this process plus its reaped children (pool workers
-    are reaped when the pool shuts down, inside the measured window)."""
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + kids.ru_utime, me.ru_stime + kids.ru_stime
+    """User and system CPU seconds of this process (not of its children)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    return me.ru_utime, me.ru_stime
+
+
+def build_driver(scenario: LoadedScenario, ctx: Context, mode: ModeSpec,
+                 options: ModeOptions, units: list[Unit], recorder: Recorder) -> Driver:
+    """The mode's executor and policy under one driver."""
+    setup = ExecutorSetup(scenario, ctx, options.workers, options.chunksize,
+                          options.dask_address, stop_on_error=options.on_error == "stop")
+    executor = mode.executor_class(setup)
+    policy = mode.build_policy(executor.workers, options)
+    schedule = scenario.function("schedule")
+    return Driver(executor, policy, recorder, stop_on_error=setup.stop_on_error,
+                  schedule_s=list(schedule(ctx, units)) if schedule is not None else None)
 
 
 def run_cell(spec: dict[str, Any], spec_path: str, channel: ChannelWriter) -> int:
-    """Load the scenario, execute its units in the requested mode, report through ``channel``."""
+    """Load the scenario, drive its units in the requested mode, report through ``channel``."""
     scenario = load_path(spec["scenario_path"])
     ctx = _context(spec)
-    options = ModeOptions(**spec["options"])
-    mode = get_mode(spec["mode"])
     # The parent's list (scenario modules are loaded before unpickling: payloads may be
     # the scenario's own classes); units(ctx) is not computed a second time.
     units = pickle.loads((Path(spec_path).parent / UNITS_FILE).read_bytes())
@@ -74,21 +85,23 @@ def run_cell(spec: dict[str, Any], spec_path: str, channel: ChannelWriter) -> in
         os._exit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_term)
-    cpu0 = cpu_times()
-    t0_wall = time.time_ns()
-    t0 = time.perf_counter_ns()
-    channel.send(("start", t0, t0_wall, len(units)))
-    ex = Execution(scenario=scenario, ctx=ctx, units=units, options=options,
-                   recorder=recorder, t0_ns=t0)
-    info = mode.run(ex) or {}
-    makespan = time.perf_counter_ns() - t0
-    cpu1 = cpu_times()
-    info["cpu_user_s"], info["cpu_sys_s"] = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
-    recorder.flush()
+    driver = build_driver(scenario, ctx, ModeSpec.parse(spec["mode"]),
+                          ModeOptions(**spec["options"]), units, recorder)
+    cpu: list[tuple[float, float]] = []
+
+    def on_t0(t0: int) -> None:
+        cpu.append(cpu_times())
+        channel.send(("start", t0, wall_clock_of(t0), len(units)))
+
+    # This process's CPU over the run phase (exact; the parent's samples cover the tree).
+    result = driver.run(units, on_t0, on_run_end=lambda: cpu.append(cpu_times()))
     close = scenario.function("close_worker")
     if close is not None:
         close(ctx)
-    channel.send(("end", makespan, info))
+    channel.send(("end", {"setup_s": result.setup_ns / 1e9, "run_s": result.run_ns / 1e9,
+                          "teardown_s": result.teardown_ns / 1e9, "broken": result.broken,
+                          "cpu_self_user_s": cpu[1][0] - cpu[0][0],
+                          "cpu_self_sys_s": cpu[1][1] - cpu[0][1], "info": result.info}))
     return 0
 
 

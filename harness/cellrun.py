@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 from harness.cell import UNITS_FILE
 from harness.channel import read_messages
-from harness.modes.base import not_run_tuple
-from harness.records import JsonLinesWriter, unit_row
+from harness.outcomes import STATUS, not_run_tuple
+from harness.records import JsonLinesWriter, UnitsWriter
 from harness.services.children import log_tail
 from harness.scenario import Unit
 
@@ -48,7 +48,9 @@ class ChildOutcome:
     message: str = ""
     t0_ns: int | None = None
     t0_wall_ns: int = 0
-    makespan_s: float | None = None
+    makespan_s: float | None = None  # the run phase: first submit to last completion
+    setup_s: float | None = None
+    teardown_s: float | None = None
     censored: bool = False
     process_wall_s: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
@@ -56,6 +58,15 @@ class ChildOutcome:
     seen_units: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)
     sampler: dict[str, Any] = field(default_factory=dict)
+
+
+def sweep_group(pgid: int) -> None:
+    """SIGKILL whatever is left of the cell's process group (a pool worker, a Dask
+    nanny, multiprocessing's resource tracker): no process outlives its cell."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 class CellProcess:
@@ -78,7 +89,7 @@ class CellProcess:
         # with ``on_sample`` and returns an object with start() and stop().
         self.side_samplers = side_samplers or []
         self.outcome = ChildOutcome()
-        self._units = JsonLinesWriter(cell_dir / "units.jsonl")
+        self._units = UnitsWriter(cell_dir / "units.jsonl")
         self._samples = JsonLinesWriter(cell_dir / "samples.jsonl")
         self._samples_lock = threading.Lock()
         self._ended_ns: int | None = None  # when the child was seen to exit or was killed
@@ -91,18 +102,26 @@ class CellProcess:
         for message in read_messages(fd):
             kind = message[0]
             if kind == "units":
-                rows = [unit_row(values, self.cell_id, self.mode) for values in message[1]]
-                for row in rows:
-                    out.seen_units.add(row["unit"])
-                    out.counts[row["status"]] = out.counts.get(row["status"], 0) + 1
-                self._units.write_many(rows)  # this thread is the units file's only writer
-                self.on_progress(len(out.seen_units), out.counts.get("error", 0), out.units_total)
+                records = message[1]
+                seen, counts = out.seen_units, out.counts
+                for record in records:
+                    seen.add(record[0])
+                    counts[record[STATUS]] = counts.get(record[STATUS], 0) + 1
+                self._units.write_batch(records)  # this thread is the file's only writer
+                self.on_progress(len(seen), counts.get("error", 0), out.units_total)
             elif kind == "start":
                 out.t0_ns, out.t0_wall_ns, out.units_total = message[1], message[2], message[3]
                 self.on_progress(0, 0, out.units_total)
             elif kind == "end":
-                out.makespan_s = message[1] / 1e9
-                out.info = message[2]
+                phases = message[1]
+                out.makespan_s = phases["run_s"]
+                out.setup_s, out.teardown_s = phases["setup_s"], phases["teardown_s"]
+                out.info = {**phases["info"], "cpu_self_user_s": phases["cpu_self_user_s"],
+                            "cpu_self_sys_s": phases["cpu_self_sys_s"]}
+                if phases["broken"]:
+                    # A broken pool or cluster: what it measured is not a result.
+                    out.status, out.censored = "crashed", True
+                    out.message = f"executor broken: {phases['broken']}"
             elif kind == "fatal":
                 out.message = message[1]
 
@@ -117,7 +136,7 @@ class CellProcess:
 
     def _on_tick(self, values: dict[str, float]) -> None:
         budget = self.limits.max_memory_bytes
-        if budget is not None and values.get("rss", 0.0) > budget:
+        if budget is not None and values.get("pss", values.get("rss", 0.0)) > budget:
             self._over_memory.set()
 
     # ---- the process ----
@@ -160,6 +179,7 @@ class CellProcess:
             for observer in observers:
                 observer.stop()
             reader.join(timeout=10)
+            sweep_group(child.pid)
             self._finish(child, started_ns)
         return self.outcome
 
@@ -175,7 +195,7 @@ class CellProcess:
             if self._over_memory.is_set():
                 self._kill(child, grace=False)  # memory runaway: no grace period
                 self.outcome.status = "memory-exceeded"
-                self.outcome.message = (f"tree RSS exceeded --max-memory "
+                self.outcome.message = (f"tree memory (PSS) exceeded --max-memory "
                                         f"{self.limits.max_memory_bytes / 2**20:.0f} MB")
                 return
             if time.perf_counter_ns() > deadline:
@@ -231,9 +251,8 @@ class CellProcess:
         """Record every unit the child never reported as not-run, then close the files."""
         reason = _NOT_RUN_CLASS.get(self.outcome.status, "NotRun")
         missing = [u for u in self.units if u.id not in self.outcome.seen_units]
-        self._units.write_many([
-            unit_row(not_run_tuple(u, f"cell ended: {self.outcome.status}", 0, reason),
-                     self.cell_id, self.mode) for u in missing])
+        self._units.write_batch([not_run_tuple(u, f"cell ended: {self.outcome.status}", reason)
+                                 for u in missing])
         self.outcome.counts["not-run"] = self.outcome.counts.get("not-run", 0) + len(missing)
         self._units.close()
         with self._samples_lock:

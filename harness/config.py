@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.modes.base import ERROR_POLICIES, ModeOptions
+from harness.modes import ERROR_POLICIES, ModeOptions, ModeSpec
 
 
 class ConfigError(ValueError):
@@ -57,7 +57,13 @@ class RunConfig:
                 raise ConfigError(f"--workers {mode}={n}: must be at least 1")
 
     def workers_for(self, mode: str, default: int | None) -> int:
-        return self.workers.get(mode, self.workers.get("*", default or 1))
+        """--workers for a mode spec: by the spec as written (``grouped``,
+        ``threads+interleave``), else by its executor (``threads``), else ``*``."""
+        executor = ModeSpec.parse(mode).executor
+        for key in (mode, executor, "*"):
+            if key in self.workers:
+                return self.workers[key]
+        return default or 1
 
     def mode_options(self, mode: str, default_workers: int | None) -> ModeOptions:
         return ModeOptions(workers=self.workers_for(mode, default_workers),

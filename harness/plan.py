@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -15,7 +16,8 @@ class PlannedCell:
     @property
     def cell_id(self) -> str:
         tag = "warmup" if self.warmup else f"r{self.repeat + 1}"
-        return f"{self.index:03d}-{self.mode}-{tag}"
+        slug = re.sub(r"[^A-Za-z0-9]+", "_", self.mode).strip("_")  # a folder name
+        return f"{self.index:03d}-{slug}-{tag}"
 
 
 def make_plan(modes: list[str], repeat: int, warmup: bool = True) -> list[PlannedCell]:

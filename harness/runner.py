@@ -21,12 +21,12 @@ from harness import metadata
 from harness.cellrun import CellLimits, CellProcess
 from harness.config import RunConfig
 from harness.discovery import LoadedScenario, load
-from harness.modes import all_modes, get_mode
+from harness.modes import (INTERLEAVE_CONTROL, ModeError, ModeSpec, available_defaults)
 from harness.plan import PlannedCell, make_plan
 from harness.progress import CellProgress
 from harness.records import (CellRecord, RunRecord, asdict_record, create_run_dir,
                              write_json_atomic)
-from harness.scenario import Check, Context, ScenarioError
+from harness.scenario import Check, Context, ScenarioError, Unit
 from harness.services.stack import ServiceStack
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -45,16 +45,30 @@ def state_dir() -> Path:
     return Path(os.environ.get("HARNESS_STATE_DIR", PROJECT_ROOT / ".harness"))
 
 
-def resolve_modes(config: RunConfig, scenario: LoadedScenario) -> list[str]:
-    """The modes to run: as asked, else every registered mode that is available here."""
-    registered = all_modes()
+def resolve_modes(config: RunConfig) -> list[str]:
+    """The mode specs to run: as asked (each checked), else the defaults available here."""
     if config.modes:
-        unknown = [m for m in config.modes if m not in registered]
-        if unknown:
-            raise ScenarioError(f"--modes: unknown mode {unknown[0]!r} "
-                                f"(available: {', '.join(registered)})")
+        for mode in config.modes:
+            try:
+                ModeSpec.parse(mode)
+            except ModeError as exc:
+                raise ScenarioError(str(exc)) from None
         return list(config.modes)
-    return [name for name, cls in registered.items() if cls().available()[0]]
+    return available_defaults()
+
+
+def with_interleave_control(modes: list[str], units: list[Unit]) -> list[str]:
+    """The default set plus ``threads+interleave`` right after a capped mode when the
+    units have several groups: the capped hybrid both reorders and caps, and only a
+    control that reorders alone tells a reader which of the two bought the gain."""
+    capped = [m for m in modes if ModeSpec.parse(m).policy == "capped"]
+    if not capped or INTERLEAVE_CONTROL in modes or len({u.group for u in units}) < 2:
+        return modes
+    at = modes.index(capped[0]) + 1
+    return modes[:at] + [INTERLEAVE_CONTROL] + modes[at:]
+
+
+HARNESS_ERROR = "harness-error"
 
 
 def services_needed(scenario: LoadedScenario, params: dict[str, Any]) -> list[str]:
@@ -91,7 +105,7 @@ class Runner:
         self.console = console or Console(stderr=True)
         self.scenario = load(config.scenario)
         self.params = self.scenario.resolve_params(config.params)
-        self.modes = resolve_modes(config, self.scenario)
+        self.modes = resolve_modes(config)
         self.plan = make_plan(self.modes, config.repeat, config.warmup)
 
     def base_context(self, services: dict[str, dict[str, Any]], run_id: str) -> Context:
@@ -155,6 +169,8 @@ class Runner:
                 stack.start(name, extra.get(name, {}))
         ctx.services = stack.details
         record.services = stack.versions
+        if not self.config.modes:
+            self._add_controls(ctx, record)
         write_json_atomic(run_dir / "run.json", asdict_record(record))
         try:
             with CellProgress(self.console, self.config.progress, len(self.plan)) as progress:
@@ -164,30 +180,48 @@ class Runner:
             if mod.has("teardown"):
                 mod.module.teardown(ctx)
 
+    def _add_controls(self, ctx: Context, record: RunRecord) -> None:
+        """Extend the default plan with the interleave control where groups matter."""
+        modes = with_interleave_control(self.modes, list(self.scenario.module.units(ctx)))
+        if modes != self.modes:
+            self.modes = modes
+            self.plan = make_plan(modes, self.config.repeat, self.config.warmup)
+            record.plan = [{"cell_id": c.cell_id, **dataclasses.asdict(c)} for c in self.plan]
+            self.console.print(f"added the control {INTERLEAVE_CONTROL} (the units have "
+                               f"several groups): {len(self.plan)} cells")
+
     def _run_cell(self, cell: PlannedCell, base: Context, stack: ServiceStack,
                   run_dir: Path, progress: CellProgress) -> CellRecord:
         cfg = self.config
-        mode = get_mode(cell.mode)
-        options = cfg.mode_options(cell.mode, mode.default_workers)
+        spec = ModeSpec.parse(cell.mode)
+        executor = spec.executor_class
+        options = cfg.mode_options(cell.mode, executor.default_workers)
+        if not executor.shows_workers:
+            options = dataclasses.replace(options, workers=1)
         cell_dir = run_dir / "cells" / cell.cell_id
         cell_dir.mkdir()
+        policy = spec.build_policy(options.workers, options)
         ctx = dataclasses.replace(base, cell_id=cell.cell_id, mode=cell.mode,
                                   workers=options.workers,
-                                  extra={"options": dataclasses.asdict(options)})
+                                  extra={"options": dataclasses.asdict(options),
+                                         "executor": spec.executor, "policy": spec.policy,
+                                         "policy_options": policy.info()})
         units = list(self.scenario.module.units(ctx))
-        ctx.concurrency = mode.concurrency(options, len(units))
-        label = mode.label(self.scenario, options)
+        ctx.concurrency = executor.concurrency(options.workers, len(units))
+        label = spec.label(self.scenario, options)
         rec = CellRecord(cell_id=cell.cell_id, index=cell.index, mode=cell.mode, label=label,
                          repeat=cell.repeat, warmup=cell.warmup, workers=options.workers,
+                         executor=spec.executor, policy=spec.policy,
+                         simplicity=spec.simplicity,
                          options=dataclasses.asdict(options), units_total=len(units))
         progress.begin(cell.index, cell.cell_id, label, len(units))
-        spec = {"scenario_path": str(self.scenario.path), "mode": cell.mode,
+        child_spec = {"scenario_path": str(self.scenario.path), "mode": cell.mode,
                 "options": dataclasses.asdict(options),
                 "ctx": {k: v for k, v in vars(ctx).items() if not k.startswith("_")}}
         limits = CellLimits(cfg.timeout_s,
                             cfg.max_memory_mb * 2**20 if cfg.max_memory_mb else None,
                             cfg.sample_hz)
-        child = CellProcess(cell.cell_id, cell.mode, cell_dir, spec, units, limits, stack.pids,
+        child = CellProcess(cell.cell_id, cell.mode, cell_dir, child_spec, units, limits, stack.pids,
                             on_progress=lambda done, errors, total: progress.update(done, errors),
                             side_samplers=side_samplers(stack))
         if self.scenario.has("reset"):
@@ -214,6 +248,7 @@ class Runner:
         rec.status, rec.exit_code, rec.message = out.status, out.exit_code, out.message
         rec.started_at_ns, rec.t0_perf_ns = out.t0_wall_ns, out.t0_ns
         rec.makespan_s, rec.censored = out.makespan_s, out.censored
+        rec.setup_s, rec.teardown_s = out.setup_s, out.teardown_s
         rec.process_wall_s = out.process_wall_s
         rec.units_ok = out.counts.get("ok", 0)
         rec.units_error = out.counts.get("error", 0)
@@ -223,6 +258,7 @@ class Runner:
         if verify:
             rec.verify = [dataclasses.asdict(c) for c in self._verify(ctx)]
             rec.bound_s = self._bound(ctx)
+            below_bound(rec)
         write_json_atomic(child.cell_dir / "cell.json", asdict_record(rec))
 
     def _verify(self, ctx: Context) -> list[Check]:
@@ -239,8 +275,18 @@ class Runner:
         if fn is None:
             return None
         try:
-            value = fn(ctx, ctx.mode)
+            value = fn(ctx, ctx.extra.get("executor", ctx.mode))
         except Exception as exc:
             self.console.print(f"[yellow]bound() failed: {type(exc).__name__}: {exc}")
             return None
         return float(value) if value is not None else None
+
+
+def below_bound(rec: CellRecord) -> None:
+    """A run phase measured below the scenario's own lower bound is a harness error (a
+    clock, a lost unit, a broken pool): flag the cell so it never enters a verdict."""
+    if (rec.status == "ok" and rec.bound_s is not None and rec.makespan_s is not None
+            and rec.makespan_s < rec.bound_s):
+        rec.status = HARNESS_ERROR
+        rec.message = (f"measured run {rec.makespan_s:.4f} s below the scenario's bound "
+                       f"{rec.bound_s:.4f} s: a harness error, not a result")

@@ -6,7 +6,12 @@ once a second (more often in the first second, when pools start). On Linux the c
 and the child list are read from /proc directly (see ``_read_counters``): psutil's calls
 cost ~5x more, too much for a 10 Hz sampler to stay under 1% of a core.
 Counters of processes that exit keep their last value, so tree totals never go backwards
-when a pool worker ends. USS needs /proc/PID/smaps_rollup and is read every other refresh.
+when a pool worker ends. Memory is reported as RSS (every tick), and as PSS and USS from
+/proc/PID/smaps_rollup, read at every refresh (it walks the page tables: ~0.4 ms per
+process). PSS counts a page shared by k processes as 1/k in each, so a pool's summed PSS
+counts shared pages once where summed RSS counts them k times. Between two smaps reads
+the tree's PSS is carried forward by the change in RSS since the last read (new private
+pages add to both alike), so the memory guard reacts at every tick.
 The sampler's own CPU time (``thread_time``) is measured and reported.
 """
 
@@ -39,6 +44,8 @@ class _Series:
     gone: dict[str, float] = field(default_factory=dict)  # counters of exited processes
     parents: dict[int, int] = field(default_factory=dict)  # pid -> ppid, as of the last refresh
     uss: float = 0.0
+    pss: float = 0.0
+    rss_at_pss: float = 0.0  # the tree's RSS when PSS was last read
     files: "_ProcFiles" = field(default_factory=lambda: _ProcFiles())
 
     def refresh(self, with_uss: bool) -> None:
@@ -61,13 +68,14 @@ class _Series:
                 except psutil.Error:
                     continue
         if with_uss:
-            total = 0.0
+            uss = pss = 0.0
             for proc in found.values():
                 try:
-                    total += _read_uss(proc)
+                    proc_uss, proc_pss = _read_uss_pss(proc)
                 except psutil.Error:
                     continue
-            self.uss = total
+                uss, pss = uss + proc_uss, pss + proc_pss
+            self.uss, self.pss, self.rss_at_pss = uss, pss, -1.0  # anchored at the next sample
 
     def _retire(self, pid: int) -> None:
         """Keep an exited process's counters in the tree's totals, exactly once.
@@ -103,7 +111,10 @@ class _Series:
             alive += 1
         for key, value in self.gone.items():
             totals[key] += value
-        totals.update(rss=rss, uss=self.uss, threads=threads, procs=alive)
+        if self.rss_at_pss < 0:  # PSS was just read: anchor it to this sample's RSS
+            self.rss_at_pss = rss
+        pss = max(0.0, self.pss + rss - self.rss_at_pss) if self.pss else rss
+        totals.update(rss=rss, uss=self.uss, pss=pss, threads=threads, procs=alive)
         return totals
 
 
@@ -186,16 +197,18 @@ def _status_field(status: bytes, key: bytes) -> int:
     return int(status[start:status.index(b"\n", start)])
 
 
-def _read_uss(proc: psutil.Process) -> float:
-    """Unique set size: the Private_* lines of smaps_rollup, as psutil sums them."""
+def _read_uss_pss(proc: psutil.Process) -> tuple[float, float]:
+    """Unique and proportional set size from smaps_rollup, as psutil sums them."""
     if _PROCFS:
         try:
             lines = _read_file(f"/proc/{proc.pid}/smaps_rollup").splitlines()
-            return sum(int(line.split()[1]) for line in lines
-                       if line.startswith(b"Private_")) * 1024.0
+            uss = sum(int(line.split()[1]) for line in lines if line.startswith(b"Private_"))
+            pss = sum(int(line.split()[1]) for line in lines if line.startswith(b"Pss:"))
+            return uss * 1024.0, pss * 1024.0
         except (OSError, ValueError, IndexError):
             pass  # no smaps_rollup (kernel < 4.14) or not ours: psutil reads smaps
-    return proc.memory_full_info().uss
+    info = proc.memory_full_info()
+    return float(info.uss), float(getattr(info, "pss", info.uss))
 
 
 def _read_counters(proc: psutil.Process,
@@ -278,7 +291,6 @@ class Sampler:
         start = time.perf_counter_ns()
         next_refresh = 0.0
         refresh_every = FIRST_REFRESH_S
-        refreshes = 0
         next_tick = time.perf_counter()
         while not self._stop.is_set():
             now = time.perf_counter()
@@ -286,12 +298,10 @@ class Sampler:
             if refresh:
                 next_refresh = now + refresh_every
                 refresh_every = min(REFRESH_S, refresh_every * 2)
-                refreshes += 1
             t_ns = time.perf_counter_ns()
             for index, series in enumerate(self._series):
                 if refresh:
-                    # USS walks the page tables (~0.4 ms per process): every other refresh.
-                    series.refresh(with_uss=refreshes % 2 == 1)
+                    series.refresh(with_uss=True)
                 values = series.sample()
                 self._on_sample(series.name, t_ns, values)
                 if index == 0 and self._on_tick is not None:

@@ -153,22 +153,21 @@ def simulate_grouped(sizes: list[int], cost: float, cap: int, stagger: float,
     return t
 
 
-def bound(ctx: Context, mode: str) -> float:
-    """Theoretical makespan of ``mode`` (a lower bound: dispatch overhead is not in it)."""
+def bound(ctx: Context, executor: str) -> float:
+    """Theoretical makespan of ``executor`` under the cell's policy (a lower bound:
+    dispatch overhead is not in it)."""
     n, cost = ctx.params["units"], ctx.params["cost_ms"] / 1000
     workers = max(1, ctx.workers)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cpu = ctx.params["kind"] == "cpu"
-    if mode == "serial":
-        return n * cost
-    if mode == "grouped":
-        options = ctx.extra.get("options", {})
+    # Threads, the event loop and a loop share one interpreter: CPU-like work is serialized
+    # by the GIL; worker processes are limited by the cores.
+    cpu_floor = n * cost if executor in ("serial", "threads", "asyncio") \
+        else n * cost / min(workers, cores or 1)
+    if ctx.extra.get("policy") == "capped":
+        options = ctx.extra.get("policy_options", {})
         span = simulate_grouped(group_sizes(ctx), cost, options.get("group_cap", 3),
                                 options.get("stagger_s", 0.2), workers)
-        return max(span, n * cost) if cpu else span  # CPU-like: the GIL serializes threads
-    if mode in ("threads", "asyncio"):
-        return n * cost if cpu else math.ceil(n / workers) * cost
-    # processes, dask: separate interpreters; CPU-like work is limited by the cores.
-    if cpu:
-        return max(math.ceil(n / workers) * cost, n * cost / min(workers, cores or 1))
-    return math.ceil(n / workers) * cost
+    else:
+        span = math.ceil(n / workers) * cost
+    return max(span, cpu_floor) if cpu else span

@@ -13,16 +13,18 @@ _CPU = ("cpu_user", "cpu_sys")
 
 
 def units_frame(run: RunData) -> pd.DataFrame:
-    """One row per unit record; durations in ms, ``wait_ms`` = start - intended start."""
+    """One row per unit record, times in ms: ``latency_ms`` = end - due (queueing
+    included: what a caller waiting for the unit sees), ``service_ms`` = end - start (the
+    unit's own run), ``wait_ms`` = start - due. NaN for units that never ran."""
     rows = [u for cell_units in run.units.values() for u in cell_units]
     frame = pd.DataFrame(rows)
     if frame.empty:
-        return pd.DataFrame(columns=["cell", "mode", "unit", "group", "status", "duration_ms",
+        return pd.DataFrame(columns=["cell", "mode", "unit", "group", "status", "service_ms",
                                      "wait_ms", "latency_ms", "attempts"])
     ran = frame["start_ns"] >= 0
-    frame["duration_ms"] = np.where(ran, (frame["end_ns"] - frame["start_ns"]) / 1e6, np.nan)
-    frame["wait_ms"] = np.where(ran, (frame["start_ns"] - frame["intended_ns"]) / 1e6, np.nan)
-    frame["latency_ms"] = np.where(ran, (frame["end_ns"] - frame["intended_ns"]) / 1e6, np.nan)
+    frame["service_ms"] = np.where(ran, (frame["end_ns"] - frame["start_ns"]) / 1e6, np.nan)
+    frame["wait_ms"] = np.where(ran, (frame["start_ns"] - frame["due_ns"]) / 1e6, np.nan)
+    frame["latency_ms"] = np.where(ran, (frame["end_ns"] - frame["due_ns"]) / 1e6, np.nan)
     return frame
 
 
@@ -90,6 +92,9 @@ def _window_stats(samples: pd.DataFrame, makespan: float | None) -> dict[str, An
         "cpu_mean_pct": cpu_s / span * 100 if span > 0 else np.nan,
         "cpu_peak_pct": float(window["cpu_pct"].max()) if "cpu_pct" in window else np.nan,
         # Peaks over the window too: the child's start-up (imports) is not the mode's memory.
+        # PSS counts shared pages once; summed RSS counts them once per process.
+        "memory_peak_mb": float(window["pss"].max()) / 2**20 if "pss" in window
+        else float(window["rss"].max()) / 2**20,
         "rss_peak_mb": float(window["rss"].max()) / 2**20,
         "uss_peak_mb": float(window["uss"].max()) / 2**20,
         "read_mb": delta("read_bytes") / 2**20,
@@ -143,6 +148,29 @@ def lost_updates(checks: list[dict[str, Any]]) -> float | None:
     return float(sum(lost)) if lost else None
 
 
+def _exact_cpu(row: dict[str, Any], cell: dict[str, Any]) -> None:
+    """A single-process tree's CPU from its own rusage over the run phase: exact, where
+    10 Hz samples are not. A pool's workers are outside that rusage: samples count them."""
+    info = cell.get("info") or {}
+    if "cpu_self_user_s" not in info or not cell.get("makespan_s"):
+        return
+    if row.get("procs_peak", 1) > 1:
+        return
+    row["cpu_user_s"], row["cpu_sys_s"] = info["cpu_self_user_s"], info["cpu_self_sys_s"]
+    row["cpu_s"] = row["cpu_user_s"] + row["cpu_sys_s"]
+    row["cpu_mean_pct"] = row["cpu_s"] / cell["makespan_s"] * 100
+
+
+def _cluster_usage(row: dict[str, Any], cell: dict[str, Any]) -> None:
+    """A distributed executor's workers, measured on the cluster itself: outside the
+    cell's tree when the cluster is remote (then the tree columns are the client's)."""
+    usage = (cell.get("info") or {}).get("cluster_usage") or {}
+    if usage and cell.get("makespan_s"):
+        row["cluster_cpu_mean_pct"] = usage["cpu_s"] / cell["makespan_s"] * 100
+        row["cluster_memory_peak_mb"] = usage["memory_peak_mb"]
+        row["cluster_remote"] = (cell.get("info") or {}).get("cluster") not in (None, "local")
+
+
 def counted(cells: pd.DataFrame) -> pd.DataFrame:
     """The cells that count: every cell but the warm-up."""
     return cells[~cells["warmup"].astype(bool)] if not cells.empty else cells
@@ -161,8 +189,8 @@ def cells_frame(run: RunData, samples: pd.DataFrame | None = None,
     for cell in run.cells:
         row: dict[str, Any] = {k: cell.get(k) for k in (
             "cell_id", "index", "mode", "label", "repeat", "warmup", "status", "makespan_s",
-            "censored", "workers", "units_total", "units_ok", "units_error", "units_not_run",
-            "bound_s", "message")}
+            "setup_s", "teardown_s", "censored", "workers", "simplicity", "units_total",
+            "units_ok", "units_error", "units_not_run", "bound_s", "message")}
         checks = cell.get("verify") or []
         row["verify_ok"] = all(c["ok"] for c in checks) if checks else None
         row["verify_failed"] = "; ".join(c["name"] for c in checks if not c["ok"])
@@ -182,10 +210,6 @@ def cells_frame(run: RunData, samples: pd.DataFrame | None = None,
             stats = _window_stats(group, cell.get("makespan_s"))
             prefix = "" if series == "tree" else f"svc_{series}_"
             row.update({prefix + k: v for k, v in stats.items()})
-        info = cell.get("info") or {}
-        if "cpu_user_s" in info and cell.get("makespan_s"):
-            # The child's own rusage at t0 and at the end is exact; samples are 10 Hz.
-            row["cpu_user_s"], row["cpu_sys_s"] = info["cpu_user_s"], info["cpu_sys_s"]
-            row["cpu_s"] = info["cpu_user_s"] + info["cpu_sys_s"]
-            row["cpu_mean_pct"] = row["cpu_s"] / cell["makespan_s"] * 100
+        _exact_cpu(row, cell)
+        _cluster_usage(row, cell)
     return pd.DataFrame(rows)

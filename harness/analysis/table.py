@@ -1,11 +1,24 @@
 """The comparison table: one row per mode, over the counted (non-warm-up) cells.
 
-Makespans are summarized by :mod:`harness.analysis.stats`: the median with its
-distribution-free interval ("wall CI"; at 3 repeats [min, max] with 75% coverage),
-``>=`` before a median that a timed-out or crashed cell makes a lower bound, and outlier
-cells flagged, never dropped. Significance is judged against serial, the reference every
-team knows: ``~`` before "speedup vs serial" means the difference from serial is not
-significant (the verdict compares the modes with the fastest one instead).
+What each number means (one definition for every mode; :func:`table_notes` prints it):
+
+* **run s** is the run phase, first submit to last completion, the makespan compared
+  with the bound; set-up (pool spawn, cluster start) and tear-down are columns of their
+  own. It is the median over counted cells with its distribution-free interval
+  (:mod:`harness.analysis.stats`); ``>=`` marks a median that a cut-short cell makes a
+  lower bound. Outlier cells are flagged, never dropped.
+* **latency** p50/p95/p99 = end - due (queueing included: a batch's units are all due at
+  t0, so a unit that waited in a queue shows it); **service** = end - start, the unit's own
+  run. Only units that finished ok enter the percentiles; failed and not-run units are
+  counted on their own.
+* **memory** is the peak of the tree's summed PSS (shared pages counted once).
+* **speedup** is against the run's baseline: the simplest mode (lowest simplicity).
+  ``~`` marks a difference from it that is not significant.
+* **efficiency** = bound / run s, never above 1: a cell measured below its bound is a
+  harness error and is shown as such.
+
+The analysis never names a mode or a service: it reads labels and simplicity from the
+cell records.
 """
 
 from __future__ import annotations
@@ -19,24 +32,31 @@ from harness.analysis.frames import cells_frame, counted, samples_frame, units_f
 from harness.analysis.stats import Sample, compare_samples, makespan_sample, summarize
 from harness.records import RunData
 
-# Column order of the table, with display names used by every renderer.
+HARNESS_ERROR = "harness-error"
+
+# Column order of the full table (table.md, table.csv, HTML), with display names.
 COLUMNS = {
     "mode": "mode",
     "cells": "cells",
     "outcome": "outcome",
-    "wall_s": "wall s (median)",
-    "wall_range": "wall min-max",
-    "wall_ci": "wall CI",
+    "wall_s": "run s (median)",
+    "wall_range": "run min-max",
+    "wall_ci": "run CI",
     "wall_ci_coverage": "CI level",
     "outliers": "outlier cells",
+    "setup_s": "setup s",
+    "teardown_s": "teardown s",
     "units_per_s": "units/s",
-    "p50_ms": "p50 ms",
-    "p95_ms": "p95 ms",
-    "p99_ms": "p99 ms",
-    "max_ms": "max ms",
+    "p50_ms": "latency p50 ms",
+    "p95_ms": "latency p95 ms",
+    "p99_ms": "latency p99 ms",
+    "service_p50_ms": "service p50 ms",
+    "service_p99_ms": "service p99 ms",
     "cpu_mean_pct": "CPU mean %",
     "cpu_peak_pct": "CPU peak %",
-    "rss_peak_mb": "peak RSS MB",
+    "memory_peak_mb": "peak memory MB (PSS)",
+    "cluster_cpu_mean_pct": "cluster CPU mean %",
+    "cluster_memory_peak_mb": "cluster peak memory MB",
     "read_mb": "disk read MB",
     "write_mb": "disk write MB",
     # read()/write() syscall bytes: through FUSE, NFS or a socket the disk counters stay 0.
@@ -50,16 +70,13 @@ COLUMNS = {
     "connections_peak": "connections peak",
     "lost_updates": "lost updates",
     "verify": "verify",
-    "speedup": "speedup vs serial",
+    "speedup": "speedup vs baseline",
     "efficiency": "efficiency vs bound",
 }
 
-
-# The terminal shows the columns that decide; table.md/table.csv keep every column.
-TERMINAL_COLUMNS = ("mode", "outcome", "wall s (median)", "wall CI", "units/s", "p50 ms",
-                    "p99 ms", "CPU mean %", "peak RSS MB", "errors", "deadlocks", "rollbacks",
-                    "lock-wait peak", "connections peak", "lost updates", "verify",
-                    "speedup vs serial", "efficiency vs bound")
+# The terminal's compact table: what decides, narrow enough for 80 columns.
+TERMINAL_COLUMNS = ("mode", "run s [CI]", "speedup vs baseline", "latency p99 ms", "errors",
+                    "verify", "efficiency vs bound")
 
 # Columns of database scenarios, present only when the run measured them:
 # cells-frame column -> (table key, aggregate over a mode's cells).
@@ -67,10 +84,13 @@ _DB_COLUMNS = {"db_deadlocks": ("deadlocks", "median"), "db_rollbacks": ("rollba
                "db_lock_wait_peak": ("lock_wait_peak", "max"),
                "db_connections_peak": ("connections_peak", "max"),
                "lost_updates": ("lost_updates", "max")}
+_MEDIANS = ("cpu_mean_pct", "cpu_peak_pct", "read_mb", "write_mb", "read_chars_mb",
+            "write_chars_mb", "setup_s", "teardown_s", "cluster_cpu_mean_pct")
+_MAXIMA = ("memory_peak_mb", "rss_peak_mb", "cluster_memory_peak_mb")
 
 
 def _errors_by_class(units: pd.DataFrame) -> str:
-    failed = units[units["status"] == "error"]
+    failed = units[units["status"] == "error"] if not units.empty else units
     if failed.empty:
         return "0"
     counts = failed["error_class"].value_counts()
@@ -88,78 +108,104 @@ def _failed_checks(cells: pd.DataFrame) -> list[str]:
     return sorted({name for text in cells["verify_failed"] for name in text.split("; ") if name})
 
 
-def _verify(cells: pd.DataFrame, failed: list[str]) -> str:
+def _verify(cells: pd.DataFrame, failed: list[str]) -> tuple[str, bool | None]:
+    """The verify column and flag: None (unverified) when no cell reported a check."""
     known = cells["verify_ok"].dropna()
     if known.empty:
-        return "-"
-    return "ok" if known.all() else "FAIL: " + ", ".join(failed)
+        return "unverified", None
+    ok = bool(known.all())
+    return ("ok" if ok else "FAIL: " + ", ".join(failed)), ok
+
+
+def _percentiles(units: pd.DataFrame) -> dict[str, float]:
+    """Latency from due and service time of the units that finished ok."""
+    done = units[units["status"] == "ok"] if not units.empty else units
+    latency = done["latency_ms"].dropna() if not done.empty else pd.Series(dtype=float)
+    service = done["service_ms"].dropna() if not done.empty else pd.Series(dtype=float)
+
+    def q(series: pd.Series, p: float) -> float:
+        return float(series.quantile(p)) if not series.empty else np.nan
+
+    return {"p50_ms": q(latency, 0.5), "p95_ms": q(latency, 0.95), "p99_ms": q(latency, 0.99),
+            "max_ms": float(latency.max()) if not latency.empty else np.nan,
+            "service_p50_ms": q(service, 0.5), "service_p99_ms": q(service, 0.99)}
+
+
+def _resources(mine: pd.DataFrame) -> dict[str, Any]:
+    """Medians of per-cell rates, maxima of peaks, database figures where measured."""
+    row: dict[str, Any] = {}
+    for col in _MEDIANS:
+        row[col] = float(mine[col].median()) if col in mine and mine[col].notna().any() \
+            else np.nan
+    for col in _MAXIMA:
+        row[col] = float(mine[col].max()) if col in mine and mine[col].notna().any() \
+            else np.nan
+    row.update({key: float(getattr(mine[col].dropna(), how)())
+                for col, (key, how) in _DB_COLUMNS.items()
+                if col in mine and mine[col].notna().any()})
+    return row
+
+
+def _mode_row(label: str, mine: pd.DataFrame, mine_units: pd.DataFrame,
+              sample: Sample) -> dict[str, Any]:
+    summary = summarize(sample)
+    walls = mine["makespan_s"].dropna()
+    failed = _failed_checks(mine)
+    verify_text, verify_ok = _verify(mine, failed)
+    row = {
+        "mode": label,
+        "simplicity": float(mine["simplicity"].min()) if "simplicity" in mine else 0.0,
+        "workers": int(mine["workers"].max()),
+        "cells": len(mine),
+        "outcome": _outcome(mine),
+        "wall_s": summary.median,
+        "wall_is_bound": summary.median_is_bound,
+        "wall_min": float(sample.values.min()),
+        "wall_max": float(sample.values.max()),
+        "wall_ci_low": summary.ci_low,
+        "wall_ci_high": summary.ci_high,
+        "wall_ci_coverage": summary.coverage,
+        "censored_cells": summary.censored,
+        "outliers": ", ".join(mine["cell_id"].iloc[i] for i in summary.outliers) or "-",
+        "units_total": int(mine["units_total"].sum()),
+        "units_per_s": float(mine["units_ok"].sum() / walls.sum()) if walls.sum() > 0
+        else np.nan,
+        "errors": _errors_by_class(mine_units),
+        "error_count": int(mine["units_error"].sum()),
+        "not_run": int(mine["units_not_run"].sum()),
+        "retries": int(mine["retries"].sum()),
+        "verify": verify_text,
+        "verify_ok": verify_ok,
+        "verify_failed": ", ".join(failed),
+        "bound_s": float(mine["bound_s"].median()) if mine["bound_s"].notna().any() else np.nan,
+        "harness_errors": int((mine["status"] == HARNESS_ERROR).sum()),
+        **_percentiles(mine_units),
+        **_resources(mine),
+    }
+    row["wall_range"] = f"{row['wall_min']:.3f}-{row['wall_max']:.3f}" \
+        if not np.isnan(row["wall_min"]) else "-"
+    row["wall_ci"] = _interval(summary.ci_low, summary.ci_high)
+    return row
 
 
 def mode_rows(cells: pd.DataFrame, units: pd.DataFrame,
               timeout_s: float | None = None) -> list[dict[str, Any]]:
     """Aggregate counted cells per mode label, in plan order."""
-    rows = []
-    samples: dict[str, Sample] = {}
+    rows, samples = [], {}
     kept = counted(cells)
     for label in dict.fromkeys(kept["label"]):
         mine = kept[kept["label"] == label]
-        ids = set(mine["cell_id"])
-        mine_units = units[units["cell"].isin(ids)] if not units.empty else units
-        ran = mine_units[mine_units["status"].isin(["ok", "error"])] if not mine_units.empty \
-            else mine_units
-        walls = mine["makespan_s"].dropna()
-        failed = _failed_checks(mine)
-        samples[label] = makespan_sample(mine, timeout_s)  # censored cells kept
-        summary = summarize(samples[label])
-        durations = ran["duration_ms"].dropna() if not ran.empty else pd.Series(dtype=float)
-        ok_units = mine["units_ok"].sum()
-        row = {
-            "mode": label,
-            "mode_name": mine["mode"].iloc[0],
-            "cells": len(mine),
-            "outcome": _outcome(mine),
-            "wall_s": summary.median,
-            "wall_is_bound": summary.median_is_bound,
-            "wall_min": float(samples[label].values.min()),
-            "wall_max": float(samples[label].values.max()),
-            "wall_ci_low": summary.ci_low,
-            "wall_ci_high": summary.ci_high,
-            "wall_ci_coverage": summary.coverage,
-            "censored_cells": summary.censored,
-            "outliers": ", ".join(mine["cell_id"].iloc[i] for i in summary.outliers) or "-",
-            "units_total": int(mine["units_total"].sum()),
-            "units_per_s": float(ok_units / walls.sum()) if walls.sum() > 0 else np.nan,
-            "p50_ms": durations.quantile(0.50) if not durations.empty else np.nan,
-            "p95_ms": durations.quantile(0.95) if not durations.empty else np.nan,
-            "p99_ms": durations.quantile(0.99) if not durations.empty else np.nan,
-            "max_ms": durations.max() if not durations.empty else np.nan,
-            "errors": _errors_by_class(mine_units) if not mine_units.empty else "0",
-            "error_count": int(mine["units_error"].sum()),
-            "not_run": int(mine["units_not_run"].sum()),
-            "retries": int(mine["retries"].sum()),
-            "verify": _verify(mine, failed),
-            "verify_ok": bool(mine["verify_ok"].dropna().all()),
-            "verify_failed": ", ".join(failed),
-            "bound_s": float(mine["bound_s"].median()) if mine["bound_s"].notna().any() else np.nan,
-        }
-        for col in ("cpu_mean_pct", "cpu_peak_pct", "read_mb", "write_mb", "read_chars_mb",
-                    "write_chars_mb"):
-            row[col] = float(mine[col].median()) if col in mine and mine[col].notna().any() \
-                else np.nan
-        row["rss_peak_mb"] = float(mine["rss_peak_mb"].max()) if "rss_peak_mb" in mine \
-            else np.nan
-        row.update({key: float(getattr(mine[col].dropna(), how)())
-                    for col, (key, how) in _DB_COLUMNS.items()
-                    if col in mine and mine[col].notna().any()})
-        row["wall_range"] = f"{row['wall_min']:.3f}-{row['wall_max']:.3f}" \
-            if not np.isnan(row["wall_min"]) else "-"
-        row["wall_ci"] = _interval(summary.ci_low, summary.ci_high)
-        rows.append(row)
-    serial = next((r for r in rows if r["mode_name"] == "serial"), None)
+        mine_units = units[units["cell"].isin(set(mine["cell_id"]))] if not units.empty \
+            else units
+        samples[label] = makespan_sample(mine, timeout_s)  # cut-short cells kept, censored
+        rows.append(_mode_row(label, mine, mine_units, samples[label]))
+    baseline = min(rows, key=lambda r: r["simplicity"], default=None)
     for row in rows:
-        row["speedup"] = serial["wall_s"] / row["wall_s"] if serial and row["wall_s"] else np.nan
-        row["speedup_significant"] = row is serial or (serial is not None and compare_samples(
-            samples[row["mode"]], samples[serial["mode"]]).significant)
+        row["baseline"] = row is baseline
+        base = baseline["wall_s"] if baseline else np.nan
+        row["speedup"] = base / row["wall_s"] if row["wall_s"] else np.nan
+        row["speedup_significant"] = row is baseline or (baseline is not None and compare_samples(
+            samples[row["mode"]], samples[baseline["mode"]]).significant)
         row["efficiency"] = row["bound_s"] / row["wall_s"] if row["wall_s"] else np.nan
     return rows
 
@@ -181,13 +227,34 @@ def comparison_table(run: RunData, cells: pd.DataFrame | None = None,
     return pd.DataFrame(mode_rows(cells, units, (run.run.get("config") or {}).get("timeout_s")))
 
 
+def table_notes(table: pd.DataFrame) -> list[str]:
+    """What the columns mean, for the lines under every rendering of the table."""
+    if table.empty:
+        return []
+    baseline = table.loc[table["baseline"].astype(bool), "mode"]
+    notes = [
+        "run s: the run phase (first submit to last completion), median of the counted "
+        "cells; set-up and tear-down are shown apart",
+        "latency = end - due (queueing included; a batch's units are all due at t0); "
+        "service = end - start; failed units are not in the percentiles",
+        "memory: peak of the process tree's summed PSS (shared pages counted once)",
+    ]
+    if not baseline.empty:
+        notes.append(f"speedup vs the baseline, {baseline.iloc[0]} (the simplest mode); "
+                     "~ = not significant")
+    notes.append("efficiency = bound / run s; a run below its bound is a harness error")
+    if table.get("cluster_memory_peak_mb", pd.Series(dtype=float)).notna().any():
+        notes.append("cluster columns: measured on the Dask workers; where the cluster is "
+                     "remote, CPU and memory columns are the client's only")
+    return notes
+
+
 def display_frame(table: pd.DataFrame) -> pd.DataFrame:
     """The table with display names and rounded numbers, for terminal/Markdown/CSV."""
     shown = pd.DataFrame()
     for key, title in COLUMNS.items():
-        if key not in table:
-            continue
-        shown[title] = table[key].map(lambda v, k=key: _format(k, v))
+        if key in table:
+            shown[title] = table[key].map(lambda v, k=key: _format(k, v))
     if "wall_is_bound" in table and "wall_s" in table:  # a censored cell decides the median
         shown[COLUMNS["wall_s"]] = [(">=" if bound else "") + text for bound, text in
                                     zip(table["wall_is_bound"], shown[COLUMNS["wall_s"]])]
@@ -195,6 +262,14 @@ def display_frame(table: pd.DataFrame) -> pd.DataFrame:
         shown[COLUMNS["speedup"]] = [text if sig or text == "-" else "~" + text for sig, text
                                      in zip(table["speedup_significant"],
                                             shown[COLUMNS["speedup"]])]
+    if "harness_errors" in table and "efficiency" in table:
+        shown[COLUMNS["efficiency"]] = [
+            "HARNESS ERROR" if errors or (isinstance(e, float) and e > 1) else text
+            for errors, e, text in zip(table["harness_errors"], table["efficiency"],
+                                       shown[COLUMNS["efficiency"]])]
+    if COLUMNS["wall_ci"] in shown.columns:
+        shown["run s [CI]"] = [w if ci == "-" else f"{w} [{ci}]" for w, ci in
+                               zip(shown[COLUMNS["wall_s"]], shown[COLUMNS["wall_ci"]])]
     return shown
 
 
@@ -207,12 +282,13 @@ def _format(key: str, value: Any) -> str:
         return str(int(value))
     if key == "wall_ci_coverage":
         return f"{value:.0%}" if value > 0 else "-"
-    if key in ("speedup", "efficiency"):
-        return f"{value:.2f}x" if key == "speedup" else f"{value:.2f}"
-    if key == "wall_s":
+    if key == "speedup":
+        return f"{value:.2f}x"
+    if key == "efficiency":
+        return f"{value:.2f}"
+    if key in ("wall_s", "setup_s", "teardown_s"):
         return f"{value:.3f}"
-    if key.endswith("_ms"):
-        return f"{value:.1f}" if value < 1000 else f"{value:.0f}"
-    if key.endswith("_pct") or key.endswith("_mb") or key == "units_per_s":
+    if key.endswith("_ms") or key.endswith("_pct") or key.endswith("_mb") \
+            or key == "units_per_s":
         return f"{value:.1f}" if value < 1000 else f"{value:.0f}"
     return str(value)

@@ -36,11 +36,8 @@ FEW_REPEATS = 3
 
 
 def simplicity(mode_name: str) -> int:
-    """The mode's ``simplicity`` from the registry (lower is simpler)."""
-    from harness.modes import all_modes
-
-    cls = all_modes().get(mode_name)
-    return cls.simplicity if cls is not None else FALLBACK_SIMPLICITY.get(mode_name, 99)
+    """Legacy tie-break (replaced by the recorded simplicity)."""
+    return FALLBACK_SIMPLICITY.get(mode_name, 99)
 
 
 @dataclass
@@ -77,6 +74,7 @@ class ModeResult:
     units_total: int = 0
     p99_ms: float = math.nan
     rss_peak_mb: float = math.nan
+    simplicity: float = 0.0
 
     @property
     def median(self) -> float:
@@ -126,7 +124,7 @@ def _discard_reasons(r: ModeResult, budgets: Budgets) -> list[str]:
 
 def _over_optimization(results: list[ModeResult], budgets: Budgets,
                        discarded: set[str]) -> list[str]:
-    serial = next((r for r in results if r.mode_name == "serial"), None)
+    serial = min(results, key=lambda r: r.simplicity, default=None)
     if serial is None or not len(serial.sample) or serial.statuses.keys() - {"ok"}:
         return []
     warnings = []
@@ -172,7 +170,7 @@ def decide(results: list[ModeResult], budgets: Budgets) -> Verdict:
     diffs: dict[str, Difference] = {r.label: compare_samples(r.sample, fastest.sample)
                                     for r in eligible if r is not fastest}
     tied = [r for r in eligible if r is fastest or not diffs[r.label].significant]
-    chosen = min(tied, key=lambda r: (simplicity(r.mode_name), r.median))
+    chosen = min(tied, key=lambda r: (r.simplicity, r.median))
     for r in eligible:
         if r is chosen:
             status[r.label] = "recommended"
@@ -206,13 +204,13 @@ def mode_results(cells: pd.DataFrame, table: pd.DataFrame,
     for row in table.to_dict("records"):
         mine = kept[kept["label"] == row["mode"]]
         results.append(ModeResult(
-            label=row["mode"], mode_name=row["mode_name"],
+            label=row["mode"], mode_name=row["mode"], simplicity=row["simplicity"],
             sample=makespan_sample(mine, timeout_s),
             statuses={str(k): int(v) for k, v in mine["status"].value_counts().items()},
             verify_ok=row["verify_ok"], verify_failed=row["verify_failed"],
             failed_units=row["error_count"] + row["not_run"],
             units_total=row["units_total"], p99_ms=float(row["p99_ms"]),
-            rss_peak_mb=float(row["rss_peak_mb"])))
+            rss_peak_mb=float(row["memory_peak_mb"])))
     return results
 
 

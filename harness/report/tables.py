@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from rich.console import Console
 
-from harness.analysis.table import comparison_table, display_frame
+from harness.analysis.table import COLUMNS, TERMINAL_COLUMNS, comparison_table, display_frame, table_notes
 from harness.records import load_run
 from harness.report import markdown, terminal
 
@@ -23,12 +23,18 @@ def write_tables(run_dir: Path, console: Console | None = None,
     run = analysis.run if analysis is not None else load_run(run_dir)
     table = analysis.table if analysis is not None else comparison_table(run)
     display = display_frame(table)
-    (Path(run_dir) / "table.md").write_text(markdown.table_markdown(display), encoding="utf-8")
+    notes = table_notes(table)
+    full = display.drop(columns=[c for c in TERMINAL_COLUMNS if c not in COLUMNS.values()],
+                        errors="ignore")
+    (Path(run_dir) / "table.md").write_text(
+        markdown.table_markdown(full) + "".join(f"\n- {n}" for n in notes) + "\n",
+        encoding="utf-8")
     table.to_csv(Path(run_dir) / "table.csv", index=False)
     if console is not None:
         scenario = run.run.get("scenario", {})
         params = ", ".join(f"{k}={v}" for k, v in (scenario.get("params") or {}).items())
-        terminal.render(display, console, title=f"{scenario.get('name')} ({params})")
+        terminal.render(display, console, title=f"{scenario.get('name')} ({params})",
+                        notes=notes)
     return table
 
 

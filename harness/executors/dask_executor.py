@@ -1,0 +1,154 @@
+"""dask: the same units on a Dask cluster (a LocalCluster by default, or ``--dask-address``).
+
+A LocalCluster has ``--workers`` worker processes of one thread each, listening on
+127.0.0.1 only, with no dashboard (no fixed port to collide on). Starting it is the set-up
+phase and closing it the tear-down phase: both are recorded and shown, neither is in the
+makespan. With ``--dask-address`` the harness connects to an existing scheduler and never
+closes that cluster; the cluster's own CPU and memory are then gathered by a sampler that
+runs on every worker (:mod:`harness.executors.dask_usage`), since those processes are
+outside the cell's process tree.
+
+Units travel in chunks that keep per-unit timing (:mod:`harness.executors.chunks`). Every
+task is submitted with ``pure=False``: Dask's default (``pure=True``) keys a task by its
+arguments and computes identical calls once, which would fake a speedup. Workers load the
+scenario file by path, once per process; the nanny starts workers with spawn, so
+everything shipped imports from real modules.
+
+A worker that dies is restarted by its nanny and Dask retries its tasks; a chunk that
+keeps killing workers fails with ``KilledWorker``, which breaks the cell (a crashed,
+censored cell, never a result).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import socket
+import threading
+import time
+from typing import Any, Callable
+
+from harness.discovery import LoadedScenario, load_path
+from harness.executors import register
+from harness.executors.base import Executor, ExecutorBroken
+from harness.executors.chunks import ChunkFeeder
+from harness.outcomes import run_chunk, worker_name
+from harness.scenario import Context, Unit
+
+INSTALL_HINT = "pip install 'dask[distributed]'"
+CONNECT_TIMEOUT_S = 30
+
+_loaded: dict[str, LoadedScenario] = {}
+_load_lock = threading.Lock()
+_contexts: dict[tuple[str, str], Context] = {}
+
+
+def _scenario(path: str) -> LoadedScenario:
+    """The scenario module on a worker, loaded once per process (threads wait for it)."""
+    with _load_lock:
+        if path not in _loaded:
+            _loaded[path] = load_path(path)
+        return _loaded[path]
+
+
+def _local_t0(clock: tuple[int, int, str]) -> int:
+    """The cell's t0 on this process's ``perf_counter_ns`` clock: exact on the cell's
+    host (one monotonic clock), through the wall clock elsewhere (as good as NTP)."""
+    t0_perf, t0_wall, host = clock
+    if host == socket.gethostname():
+        return t0_perf
+    return time.perf_counter_ns() - (time.time_ns() - t0_wall)
+
+
+def _run_chunk(path: str, ctx: Context, clock: tuple[int, int, str],
+               units: list[Unit]) -> list[tuple[Any, ...]]:
+    """Run one chunk on a Dask worker. The first copy of a cell's context seen by this
+    process is kept, so its per-thread resources (connections) live across chunks."""
+    ctx = _contexts.setdefault((ctx.run_id, ctx.cell_id), ctx)
+    return run_chunk(_scenario(path).module.work, units, ctx, _local_t0(clock), worker_name())
+
+
+class _BreakOnKilledWorker:
+    """A Dask future whose ``KilledWorker`` surfaces as :class:`ExecutorBroken`."""
+
+    def __init__(self, future: Any):
+        self._future = future
+
+    def add_done_callback(self, fn: Callable[[Any], Any]) -> None:
+        self._future.add_done_callback(lambda _: fn(self))
+
+    def result(self) -> Any:
+        from distributed import KilledWorker
+
+        try:
+            return self._future.result()
+        except KilledWorker as exc:
+            raise ExecutorBroken(f"KilledWorker: {exc}") from exc
+
+
+@register
+class DaskExecutor(Executor):
+    name = "dask"
+    description = "Dask distributed: LocalCluster of --workers processes (or --dask-address)"
+    simplicity = 5
+    default_workers = __import__("os").cpu_count() or 2
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        if importlib.util.find_spec("distributed") is None:
+            return False, INSTALL_HINT
+        return True, ""
+
+    def start(self) -> None:
+        try:
+            import distributed
+        except ImportError as exc:
+            raise RuntimeError(f"the dask executor needs distributed: {INSTALL_HINT}") from exc
+        address = self.setup.dask_address
+        self._cluster = None
+        if address:
+            self._client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S)
+        else:
+            self._cluster = distributed.LocalCluster(
+                n_workers=self.workers, threads_per_worker=1, processes=True,
+                host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
+            self._client = distributed.Client(self._cluster)
+        workers = self._client.scheduler_info()["workers"]
+        self._size = {"workers": len(workers),
+                      "threads": sum(w["nthreads"] for w in workers.values()),
+                      "hosts": len({w["host"] for w in workers.values()})}
+        from harness.executors import dask_usage
+
+        self._usage = dask_usage.ClusterUsage(self._client)
+        self._usage.start()
+        self._feeder = ChunkFeeder(self._send, self._size["threads"], self.setup.chunksize)
+        self._version = distributed.__version__
+
+    def _send(self, units: list[Unit]) -> _BreakOnKilledWorker:
+        clock = (self.t0_ns, time.time_ns() - (time.perf_counter_ns() - self.t0_ns),
+                 socket.gethostname())
+        return _BreakOnKilledWorker(self._client.submit(
+            _run_chunk, str(self.setup.scenario.path), self.setup.ctx, clock, units,
+            pure=False))
+
+    def submit(self, unit: Unit) -> Any:
+        return self._feeder.submit(unit)
+
+    def request_stop(self) -> None:
+        super().request_stop()
+        self._feeder.stop()  # chunks already on workers finish: nothing is cancelled
+
+    def shutdown(self) -> None:
+        if getattr(self, "_feeder", None) is not None:
+            self._feeder.close()
+            self._cluster_usage = self._usage.stop()
+        if getattr(self, "_client", None) is not None:
+            self._client.close()
+        if getattr(self, "_cluster", None) is not None:  # an existing scheduler is the user's
+            self._cluster.close()
+
+    def info(self) -> dict[str, Any]:
+        return {"workers": self.workers, "cluster": self.setup.dask_address or "local",
+                "cluster_size": self._size, "chunks": self._feeder.chunks_sent,
+                "final_chunksize": self._feeder.sizer.size, "dask_version": self._version,
+                "cluster_usage": getattr(self, "_cluster_usage", {})}

@@ -1,0 +1,47 @@
+"""Per-group queues served round-robin: the shared core of interleave and capped."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable
+
+from harness.scenario import Unit
+
+
+class GroupQueues:
+    """Units queued per group, groups in order of first arrival, served round-robin from
+    a cursor so that no group starves."""
+
+    def __init__(self) -> None:
+        self.queues: dict[str, deque[Unit]] = {}
+        self.order: list[str] = []
+        self._cursor = 0
+        self.queued = 0
+
+    def add(self, unit: Unit) -> None:
+        queue = self.queues.get(unit.group)
+        if queue is None:
+            queue = self.queues[unit.group] = deque()
+            self.order.append(unit.group)
+        queue.append(unit)
+        self.queued += 1
+
+    def take(self, allowed: Callable[[str, int], bool]) -> Unit | None:
+        """Pop the next unit of the first group from the cursor that has one and that
+        ``allowed(group, index)`` admits; move the cursor past it."""
+        count = len(self.order)
+        for step in range(count):
+            index = (self._cursor + step) % count
+            group = self.order[index]
+            if self.queues[group] and allowed(group, index):
+                self._cursor = (index + 1) % count
+                self.queued -= 1
+                return self.queues[group].popleft()
+        return None
+
+    def drain(self) -> list[Unit]:
+        units = [u for g in self.order for u in self.queues[g]]
+        for queue in self.queues.values():
+            queue.clear()
+        self.queued = 0
+        return units
