@@ -202,11 +202,13 @@ def mode_rows(cells: pd.DataFrame, units: pd.DataFrame,
     baseline = min(rows, key=lambda r: r["simplicity"], default=None)
     for row in rows:
         row["baseline"] = row is baseline
-        base = baseline["wall_s"] if baseline else np.nan
-        row["speedup"] = base / row["wall_s"] if row["wall_s"] else np.nan
-        row["speedup_significant"] = row is baseline or (baseline is not None and compare_samples(
+        # A cut-short cell's makespan is a lower bound, never a value: no ratio from it.
+        finished = not row["censored_cells"] and row["wall_s"] > 0
+        base_ok = baseline is not None and not baseline["censored_cells"]
+        row["speedup"] = baseline["wall_s"] / row["wall_s"] if finished and base_ok else np.nan
+        row["speedup_significant"] = row is baseline or (base_ok and compare_samples(
             samples[row["mode"]], samples[baseline["mode"]]).significant)
-        row["efficiency"] = row["bound_s"] / row["wall_s"] if row["wall_s"] else np.nan
+        row["efficiency"] = row["bound_s"] / row["wall_s"] if finished else np.nan
     return rows
 
 

@@ -1,40 +1,82 @@
-"""``harness list``: scenarios with their parameters, and modes."""
+"""``harness list [SCENARIO]``: one line per scenario, executor and policy; or one
+scenario's parameters as a table."""
 
 from __future__ import annotations
 
 import argparse
 
 from rich.console import Console
+from rich.table import Table
 
 from harness.commands.exitcodes import EXIT_OK
 
 NAME = "list"
-HELP = "scenarios with their parameters, and modes"
+HELP = "scenarios, executors and policies (one line each); `harness list NAME` shows a scenario's parameters"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("scenario", nargs="?", help="show this scenario's parameters")
 
 
-def run(args: argparse.Namespace, console: Console) -> int:
+def _one_line(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _scenarios(console: Console) -> None:
     from harness.discovery import discover, load_path
-    from harness.modes import all_modes
 
-    console.print("[bold]scenarios[/]")
+    console.print("[bold]scenarios[/]  (harness list NAME: its parameters)")
     for name, path in discover().items():
         try:
             scenario = load_path(path)
         except Exception as exc:  # one broken file must not hide the others
-            console.print(f"  {name}: [red]cannot load: {exc}[/]")
+            console.print(f"  {name:<16} [red]cannot load: {_one_line(str(exc), 60)}[/]")
             continue
-        console.print(f"  [bold]{name}[/]  {scenario.description}")
-        for p in scenario.params.values():
-            extra = f" (one of {', '.join(map(str, p.choices))})" if p.choices else ""
-            console.print(f"      --param {p.name}={p.default!r}  {p.help}{extra}",
-                          markup=False, highlight=False)
-    console.print("[bold]modes[/]")
-    for name, cls in all_modes().items():
-        ok, why = cls().available()
-        note = "" if ok else f"  [yellow](unavailable: {why})[/]"
-        console.print(f"  [bold]{name}[/]  {cls.description}{note}")
+        console.print(f"  {name:<16} {_one_line(scenario.description, console.width - 20)}",
+                      markup=False, highlight=False)
+
+
+def _modes(console: Console) -> None:
+    from harness.executors import all_executors
+    from harness.modes import ALIASES, DEFAULT_MODES
+    from harness.policies import all_policies
+
+    console.print("[bold]executors[/]  (--modes EXECUTOR[+POLICY], e.g. threads+interleave)")
+    for name, cls in all_executors().items():
+        ok, why = cls.available()
+        note = "" if ok else f" (unavailable: {why})"
+        console.print(f"  {name:<16} {_one_line(cls.description + note, console.width - 20)}",
+                      markup=False, highlight=False)
+    console.print("[bold]policies[/]")
+    for name, cls in all_policies().items():
+        console.print(f"  {name:<16} {_one_line(cls.description, console.width - 20)}",
+                      markup=False, highlight=False)
+    aliases = ", ".join(f"{a} = {m}" for a, m in ALIASES.items())
+    console.print(f"[bold]aliases[/]  {aliases}; default modes: {', '.join(DEFAULT_MODES)}",
+                  highlight=False)
+
+
+def _parameters(console: Console, name: str) -> None:
+    from harness.discovery import load
+
+    scenario = load(name)
+    console.print(f"[bold]{scenario.name}[/]: {scenario.description}", highlight=False)
+    table = Table("parameter", "default", "allowed", "meaning", header_style="bold")
+    for p in scenario.params.values():
+        allowed = ", ".join(map(str, p.choices)) if p.choices else " ".join(
+            x for x in (f">= {p.minimum:g}" if p.minimum is not None else "",
+                        f"<= {p.maximum:g}" if p.maximum is not None else "") if x)
+        table.add_row(p.name, repr(p.default), allowed, p.help)
+    console.print(table)
+    console.print(f"set with --param NAME=VALUE, e.g. harness run {scenario.name} "
+                  f"--param {next(iter(scenario.params), 'key')}=...", highlight=False)
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    if args.scenario:
+        _parameters(console, args.scenario)
+        return EXIT_OK
+    _scenarios(console)
+    _modes(console)
     return EXIT_OK

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from harness.analysis.table import COLUMNS, TERMINAL_COLUMNS, display_frame
+from harness.analysis.table import COLUMNS, TERMINAL_COLUMNS, display_frame, table_notes
 from harness.analysis.verdict import Analysis
 from harness.metadata import fingerprint
 from harness.records import SCHEMA_VERSION
@@ -23,14 +23,11 @@ from harness.records import SCHEMA_VERSION
 
 # How to read the table; printed under it by every renderer.
 TABLE_NOTES = (
-    "wall s: median makespan over the counted repeats (first unit start to last unit end); "
-    "'>=' marks a median that a timed-out or crashed cell makes a lower bound.",
-    "wall CI: distribution-free interval of the median at the level in 'CI level' (95% from "
-    "6 repeats; with fewer it is [min, max] and its real, lower coverage is shown).",
-    "speedup vs serial: '~' means the difference from serial is not significant (Mann-Whitney "
-    "U, or with few repeats no overlap and a gap larger than the noise).",
+    "run CI: distribution-free interval of the median at the level in 'CI level' (95% from "
+    "6 repeats; with fewer it is [min, max] and its real, lower coverage is shown); '>=' "
+    "marks a median that a cut-short cell makes a lower bound.",
     "Outlier cells are flagged from 6 repeats on (modified z-score > 5), never dropped; "
-    "timed-out cells count as censored values, never as missing.",
+    "cells that did not finish count as censored values, never as missing.",
 )
 
 
@@ -75,9 +72,10 @@ def report_data(analysis: Analysis) -> dict[str, Any]:
     config = run.get("config") or {}
     display = display_frame(analysis.table) if not analysis.table.empty else pd.DataFrame()
     decisive = [c for c in TERMINAL_COLUMNS if c in display.columns]
-    if "wall CI" in decisive:
-        decisive.insert(decisive.index("wall CI") + 1, COLUMNS["wall_ci_coverage"])
-    more = ["mode"] + [c for c in display.columns if c not in decisive]
+    if decisive:
+        decisive.insert(2, COLUMNS["wall_ci_coverage"])
+    more = ["mode"] + [c for c in display.columns if c not in decisive
+                       and c not in (COLUMNS["wall_s"], COLUMNS["wall_ci"])]
     return _clean({
         "report_of": str(analysis.run.path),
         "schema_version": SCHEMA_VERSION,
@@ -97,10 +95,11 @@ def report_data(analysis: Analysis) -> dict[str, Any]:
         "table": analysis.table.to_dict("records"),
         "display": {"decisive": display[decisive].to_dict("split") if decisive else None,
                     "more": display[more].to_dict("split") if len(more) > 1 else None},
-        "table_notes": list(TABLE_NOTES),
+        "table_notes": table_notes(analysis.table) + list(TABLE_NOTES),
         "verify": _verify_rows(analysis),
         "cells": [{k: c.get(k) for k in ("cell_id", "label", "repeat", "warmup", "status",
-                                         "makespan_s", "censored", "message")}
+                                         "setup_s", "makespan_s", "teardown_s", "censored",
+                                         "message")}
                   for c in analysis.run.cells],
     })
 

@@ -147,12 +147,13 @@ def latency_cdf_plot(analysis: Analysis) -> Plot | None:
     positive = ran["latency_ms"][ran["latency_ms"] > 0]
     if len(positive) and positive.max() / positive.min() > 20:
         _log_axis(ax.xaxis, ax.set_xscale)
-    ax.set_xlabel("unit latency (ms): end - intended start, queueing included")
+    ax.set_xlabel("unit latency (ms): end - due, queueing included")
     ax.set_ylabel("fraction of units")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return Plot("Unit latency CDF per mode", "Every counted unit that ran; latency counts "
-                "from the unit's intended start, so waiting in a queue is included.",
+    return Plot("Unit latency CDF per mode", "Every counted unit that finished; latency "
+                "counts from when the unit was due (t0 for a batch), so waiting in a queue "
+                "is included, in every mode alike.",
                 _encode(fig))
 
 
@@ -186,14 +187,18 @@ def cpu_plot(analysis: Analysis) -> Plot | None:
 
 
 def rss_plot(analysis: Analysis) -> Plot | None:
-    return _timeline(analysis, "rss", 2**20, "RSS (MB)", "Memory (RSS) over time")
+    column = "pss" if "pss" in analysis.samples else "rss"
+    return _timeline(analysis, column, 2**20, f"{column.upper()} (MB)",
+                     f"Memory ({column.upper()}) over time")
 
 
 def group_latency_plot(analysis: Analysis) -> Plot | None:
     ran = _ran_units(analysis)
-    grouped = [r["mode"] for r in analysis.table.to_dict("records")
-               if r["mode_name"] == "grouped"]
-    if ran.empty or not grouped:
+    if ran.empty:
+        return None
+    several = ran.groupby("label")["group"].nunique()
+    grouped = [label for label in _labels(analysis) if several.get(label, 0) > 1][:6]
+    if not grouped:
         return None
     fig = _figure(9, 3.2 * len(grouped))
     for i, label in enumerate(grouped):
@@ -205,8 +210,8 @@ def group_latency_plot(analysis: Analysis) -> Plot | None:
         ax.set_title(label, fontsize=9)
         ax.set_ylabel("latency (ms)")
         ax.grid(axis="y", alpha=0.3)
-    return Plot("Per-group latency (grouped modes)", "Unit latency (end - intended start) "
-                "per group, every counted cell.", _encode(fig))
+    return Plot("Per-group latency", "Unit latency (end - due) per group, every counted "
+                "cell, for modes whose units came in several groups.", _encode(fig))
 
 
 def _metrics(frame: pd.DataFrame) -> list[str]:
