@@ -181,8 +181,9 @@ class Difference:
         interval = (f", {CONFIDENCE:.0%} bootstrap interval [{self.ratio_low:.2f}, "
                     f"{self.ratio_high:.2f}]"
                     if self.ratio_low is not None and self.ratio_high is not None else "")
-        test = {"mann-whitney": f"two-sided Mann-Whitney p={self.p_value:.3g}, alpha {ALPHA:g}",
-                "bootstrap": "few-repeats rule"}.get(self.method, "no test")
+        test = (f"two-sided Mann-Whitney p={self.p_value:.3g}, alpha {ALPHA:g}"
+                if self.method == "mann-whitney" and self.p_value is not None
+                else {"bootstrap": "few-repeats rule"}.get(self.method, "no test"))
         note = f"; {self.note}" if self.note else ""
         return f"{ratio}{interval} ({test}, n={self.n_a} vs {self.n_b}{note})"
 
