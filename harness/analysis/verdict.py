@@ -120,7 +120,7 @@ def _gain(fast: ModeResult, slow: ModeResult) -> float:
 
 
 def _times(ratio: float) -> str:
-    return f"{ratio:.3g}x"
+    return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:.1f}x"
 
 
 class _Pairs:
