@@ -32,7 +32,7 @@ class ModeResult:
     failed_units: int = 0    # error + not-run
     units_total: int = 0
     p99_ms: float = math.nan          # p99 latency from due (end - due, queueing included)
-    memory_peak_mb: float = math.nan  # peak PSS of the cell's process tree
+    memory_peak_mb: float = math.nan  # peak PSS of the cell's process tree (shared pages once)
     harness_errors: int = 0  # counted cells whose makespan was below the scenario's bound
     baseline: bool = False   # the run's reference mode (lowest simplicity)
     bound_s: float = math.nan  # the scenario's lower bound on the makespan, when it has one
