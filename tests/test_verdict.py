@@ -253,6 +253,8 @@ def test_equally_fast_modes_go_to_the_simpler():
     verdict = decide([result("grouped", [10.0, 10.3, 10.6]),
                       result("serial", [10.1, 10.2, 10.5])], Budgets())
     assert verdict.recommended == "serial"
+    assert verdict.reasons["grouped"][0].startswith(
+        "slower than serial, not significantly, and serial is simpler")
 
 
 def test_a_timed_out_mode_is_censored_and_discarded():

@@ -229,16 +229,15 @@ def _choose(eligible: list[ModeResult], budgets: Budgets, pairs: _Pairs) -> list
 def _compared(m: ModeResult, chosen: ModeResult, budgets: Budgets, pairs: _Pairs) -> str:
     """Why a clean mode is not the choice (it is not a leading candidate either)."""
     d = pairs.diff(m, chosen)
+    why = (f"{chosen.label} is simpler" if _key(chosen) < _key(m) else
+           f"{chosen.label} is shown significantly faster than a simpler mode")
     if m.median < chosen.median:  # faster, by less than --min-gain (else it would lead)
-        why = (f"{chosen.label} is simpler" if _key(chosen) < _key(m) else
-               f"{chosen.label} is shown significantly faster than a simpler mode")
         return (f"{_gain(m, chosen):.0%} faster than {chosen.label}, under --min-gain "
                 f"{budgets.min_gain:.0%}, and {why}; time ratio {d.describe()}")
     if d.significant:
         return f"significantly slower than {chosen.label}: time ratio {d.describe()}"
-    return (f"not significantly different from {chosen.label}, and "
-            + (f"{chosen.label} is simpler" if _key(chosen) < _key(m)
-               else f"{chosen.label} is faster") + f"; time ratio {d.describe()}")
+    return (f"slower than {chosen.label}, not significantly, and {why}; time ratio "
+            f"{d.describe()}")
 
 
 def _chosen_reasons(chain: list[ModeResult], eligible: list[ModeResult],
