@@ -30,7 +30,9 @@ neighbour's load only ever adds time), so everything here is nonparametric:
   relative to the noise. Simulated on identical normal, log-normal and exponential samples,
   this rule calls 3.0-4.5% of pairs significant at 3 vs 3, 2.1-2.3% at 2 vs 3 and 3.3-3.6%
   at 2 vs 2 (all under ALPHA); at 3 vs 3 it detects a shift of 5 standard deviations 98% of
-  the time. A single repeat can never show a significant difference.
+  the time. A single repeat can never show a significant difference. The rule is one
+  function, :func:`significant`, that also tests many simulated pairs at once (the verdict's
+  estimate of the repeats that would decide, :mod:`harness.analysis.power`).
 """
 
 from __future__ import annotations
