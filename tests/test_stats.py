@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from harness.analysis.power import MAX_N, PRIOR_CV, repeats_to_decide
 from harness.analysis.stats import (ALPHA, Sample, compare_samples, makespan_sample,
                                     mannwhitney_decides, median_ci, outlier_indices,
-                                    summarize)
+                                    significant, summarize)
 
 TRIALS = 200
 
@@ -114,3 +115,35 @@ def test_outliers_are_flagged_not_dropped():
     rng = np.random.default_rng(3)
     flagged = sum(bool(outlier_indices(Sample.of(rng.normal(10, 1, 8)))) for _ in range(TRIALS))
     assert flagged / TRIALS < 0.10
+
+
+def test_the_vectorised_rule_is_the_rule_of_compare_samples():
+    # The power simulation tests hundreds of pairs at once with significant(); it must call
+    # exactly what compare_samples calls, at every size and both rules.
+    rng = np.random.default_rng(11)
+    for n_a, n_b in [(1, 3), (2, 2), (2, 3), (3, 3), (4, 4), (4, 5), (8, 8)]:
+        a = 10 * np.exp(0.2 * rng.standard_normal((60, n_a)))
+        b = 13 * np.exp(0.2 * rng.standard_normal((60, n_b)))
+        many, _ = significant(a, b, np.ptp(a, axis=-1), np.ptp(b, axis=-1))
+        one = [compare_samples(Sample.of(x), Sample.of(y)).significant for x, y in zip(a, b)]
+        assert list(many) == one, (n_a, n_b)
+
+
+def test_repeats_to_decide_means_what_it_says():
+    one = repeats_to_decide(2.1, 27.7, [Sample.of([2.1]), Sample.of([27.7])])
+    assert one.assumed and one.cv == PRIOR_CV and one.repeats == 3
+    assert "assuming 10% run-to-run noise" in one.describe()
+    quiet = repeats_to_decide(1.0, 1.5, [Sample.of([0.98, 1.0, 1.02])], have=3)
+    noisy = repeats_to_decide(1.0, 1.5, [Sample.of([0.7, 1.0, 1.4])], have=3)
+    assert not quiet.assumed and quiet.repeats == 4  # more than the 3 that did not decide
+    assert noisy.repeats is not None and noisy.repeats > quiet.repeats
+    hopeless = repeats_to_decide(1.0, 1.05, [Sample.of([0.5, 1.0, 1.6])], have=3)
+    assert hopeless.repeats is None and f"more than {MAX_N} repeats" in hopeless.describe()
+    # Drawn afresh with that many repeats, compare_samples finds the gap about 80% of the time.
+    rng = np.random.default_rng(5)
+    sigma = math.sqrt(math.log1p(noisy.cv ** 2))
+    n = noisy.repeats
+    found = sum(compare_samples(Sample.of(1.0 * np.exp(sigma * rng.standard_normal(n))),
+                                Sample.of(1.5 * np.exp(sigma * rng.standard_normal(n))))
+                .significant for _ in range(TRIALS))
+    assert found / TRIALS >= 0.70

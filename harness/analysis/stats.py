@@ -30,7 +30,9 @@ neighbour's load only ever adds time), so everything here is nonparametric:
   relative to the noise. Simulated on identical normal, log-normal and exponential samples,
   this rule calls 3.0-4.5% of pairs significant at 3 vs 3, 2.1-2.3% at 2 vs 3 and 3.3-3.6%
   at 2 vs 2 (all under ALPHA); at 3 vs 3 it detects a shift of 5 standard deviations 98% of
-  the time. A single repeat can never show a significant difference.
+  the time. A single repeat can never show a significant difference. The rule is one
+  function, :func:`significant`, that also tests many simulated pairs at once (the verdict's
+  estimate of the repeats that would decide, :mod:`harness.analysis.power`).
 """
 
 from __future__ import annotations
@@ -175,12 +177,15 @@ class Difference:
     ratio_bound: str = ""          # ">=" / "<=": a censored median makes the ratio a bound
 
     def describe(self) -> str:
-        """One line: ratio, interval and test (say "significant" or not around it)."""
+        """One line: ratio, interval with its confidence level, and test (say "significant"
+        or not around it)."""
         ratio = self.ratio_bound + ("inf" if math.isinf(self.ratio) else f"{self.ratio:.2f}x")
-        interval = (f" [{self.ratio_low:.2f}, {self.ratio_high:.2f}]"
+        interval = (f", {CONFIDENCE:.0%} bootstrap interval [{self.ratio_low:.2f}, "
+                    f"{self.ratio_high:.2f}]"
                     if self.ratio_low is not None and self.ratio_high is not None else "")
-        test = (f"Mann-Whitney p={self.p_value:.3g}" if self.method == "mann-whitney"
-                else self.method)
+        test = (f"two-sided Mann-Whitney p={self.p_value:.3g}, alpha {ALPHA:g}"
+                if self.method == "mann-whitney" and self.p_value is not None
+                else {"bootstrap": "few-repeats rule"}.get(self.method, "no test"))
         note = f"; {self.note}" if self.note else ""
         return f"{ratio}{interval} ({test}, n={self.n_a} vs {self.n_b}{note})"
 
@@ -225,42 +230,59 @@ def _spread(sample: Sample) -> float:
     return float(np.ptp(finite)) if len(finite) > 1 else 0.0
 
 
+def significant(ra: np.ndarray, rb: np.ndarray, spread_a: Any, spread_b: Any,
+                alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray | None]:
+    """The significance rule of :func:`compare_samples` over the last axis: ``(significant,
+    Mann-Whitney p or None)``.
+
+    ``ra``/``rb`` are ranked values (censored ones at +inf), one pair of samples per row when
+    2-D (the power simulation of :mod:`harness.analysis.power` tests hundreds at once); the
+    spreads are the ranges of the uncensored values. The bootstrap check that
+    :func:`compare_samples` adds on top never changes the answer on uncensored samples (a
+    resampled median stays within its sample's range, so the percentile interval of the
+    ratio excludes 1 exactly when the samples do not overlap), so it is left out here."""
+    n_a, n_b = ra.shape[-1], rb.shape[-1]
+    if mannwhitney_decides(n_a, n_b, alpha):
+        p = np.asarray(stats.mannwhitneyu(ra, rb, alternative="two-sided", axis=-1).pvalue)
+        return p < alpha, p
+    factor = spread_factor(n_a, n_b)
+    if factor is None:
+        return np.zeros(ra.shape[:-1], dtype=bool), None
+    # Few repeats: no overlap (ranks with censored values at +inf decide it) and a gap
+    # between medians larger than either sample's own spread.
+    apart = (ra.max(axis=-1) < rb.min(axis=-1)) | (rb.max(axis=-1) < ra.min(axis=-1))
+    with np.errstate(invalid="ignore"):  # inf - inf: both medians censored, never large
+        gap = np.abs(np.median(ra, axis=-1) - np.median(rb, axis=-1))
+        large = gap > factor * np.maximum(spread_a, spread_b)
+    return apart & large, None
+
+
 def compare_samples(a: Sample, b: Sample, alpha: float = ALPHA) -> Difference:
     """Is ``a`` different from ``b``? See the module docstring for the rule and its reasons."""
     n_a, n_b = len(a), len(b)
     if n_a == 0 or n_b == 0:
         return Difference(math.nan, None, None, None, "none", False, n_a, n_b, "no data")
     ra, rb = a.ranked, b.ranked
-    med_a, med_b = float(np.median(ra)), float(np.median(rb))
     # The ratio of recorded medians; a censored median makes it a bound (see ratio_bound).
     rec_a, rec_b = float(np.median(a.values)), float(np.median(b.values))
     ratio = rec_a / rec_b if rec_b > 0 else (math.inf if rec_a > 0 else 1.0)
     bound_a, bound_b = _median_is_bound(a), _median_is_bound(b)
     ratio_bound = "" if bound_a == bound_b else (">=" if bound_a else "<=")
     low, high = _ratio_interval(a, b)
-    censored = a.censored.any() or b.censored.any()
-    note = "censored values ranked last" if censored else ""
-    if mannwhitney_decides(n_a, n_b, alpha):
-        p = float(stats.mannwhitneyu(ra, rb, alternative="two-sided").pvalue)
-        return Difference(ratio, low, high, p, "mann-whitney", p < alpha, n_a, n_b, note,
-                          ratio_bound)
-    # Few repeats: require no overlap (what the bootstrap interval excluding 1 amounts to
-    # here; ranks with censored values at +inf decide it when the interval cannot) and a gap
-    # between medians larger than either sample's own spread.
-    apart = bool(ra.max() < rb.min() or rb.max() < ra.min())
-    if low is not None and high is not None:
-        apart = apart and (high < 1 or low > 1)
+    note = "censored values ranked last" if a.censored.any() or b.censored.any() else ""
+    sig, p = significant(ra, rb, _spread(a), _spread(b), alpha)
+    if p is not None:
+        return Difference(ratio, low, high, float(p), "mann-whitney", bool(sig), n_a, n_b,
+                          note, ratio_bound)
     factor = spread_factor(n_a, n_b)
     if factor is None:
         return Difference(ratio, low, high, None, "none", False, n_a, n_b,
                           "one repeat: no spread to judge the noise by", ratio_bound)
-    large = abs(med_a - med_b) > factor * max(_spread(a), _spread(b))
-    if not apart:
-        note = note or "samples overlap"
-    elif not large:
-        note = note or f"gap under {factor:g}x the larger spread"
-    return Difference(ratio, low, high, None, "bootstrap", apart and large, n_a, n_b, note,
-                      ratio_bound)
+    sig = bool(sig) and (low is None or high is None or high < 1 or low > 1)
+    if not sig and not note:
+        apart = ra.max() < rb.min() or rb.max() < ra.min()
+        note = f"gap under {factor:g}x the larger spread" if apart else "samples overlap"
+    return Difference(ratio, low, high, None, "bootstrap", sig, n_a, n_b, note, ratio_bound)
 
 
 def makespan_sample(cells: Any, timeout_s: float | None = None) -> Sample:

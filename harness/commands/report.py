@@ -44,12 +44,13 @@ def add_budget_arguments(p: argparse.ArgumentParser, recorded: bool) -> None:
                    "before a mode is discarded, e.g. 0.01 or 1%% "
                    f"({was or 'default 0: none'})")
     p.add_argument("--p99-budget", type=float, default=None, metavar="MS",
-                   help="discard modes whose p99 unit duration exceeds MS "
+                   help="discard modes whose p99 latency from due exceeds MS "
                    f"({was or 'default: none'})")
     p.add_argument("--min-gain", type=share(None), default=None if recorded else 0.2,
-                   metavar="SHARE", help="warn when a parallel mode gains less than this over "
-                   "serial while adding errors, tail latency or memory (over-optimization; "
-                   f"{was or 'default 20%%'})")
+                   metavar="SHARE", help="the gain a more complex mode must show, significantly, "
+                   "to be recommended over a simpler one (ratio of medians - 1); also warns "
+                   "when a mode gains less than this over the baseline while adding errors, "
+                   f"tail latency or memory ({was or 'default 20%%'})")
 
 
 def budget_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any, Iterable
 
-from harness.analysis.verdict import Analysis
+from harness.analysis.verdict import Analysis, headline
 from harness.report.markdown_report import (CELL_COLUMNS, STATUS_WORDS, VERIFY_COLUMNS,
                                             cell_rows, environment_facts, run_facts,
                                             verify_rows)
@@ -25,6 +25,7 @@ th { background: #f3f3f3; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.recommended td { background: #e8f6e8; font-weight: 600; }
 tr.discarded td { color: #888; }
+tr.inconclusive td { background: #fff6e0; }
 .verdict { font-size: 1.2em; padding: .6em 1em; background: #eef5ff; border-left: 4px solid
            #3a78d8; } .warning { background: #fff4e0; border-left: 4px solid #e89b1a;
            padding: .4em .8em; margin: .4em 0; } .fail { color: #b00020; font-weight: 600; }
@@ -81,13 +82,11 @@ def render_html(data: dict[str, Any], analysis: Analysis) -> str:
     """The whole report as one HTML document."""
     verdict = data["verdict"]
     name = escape(str(data["scenario"].get("name")))
-    chosen = verdict["recommended"]
-    headline = (f"Recommended: <b>{escape(chosen)}</b>: "
-                + escape("; ".join(verdict["reasons"][chosen])) if chosen
-                else escape(verdict["summary"].capitalize()))
+    title, detail = headline(verdict)
+    shown = f"<b>{escape(title)}</b>" + (f": {escape(detail)}" if detail else "")
     statuses = verdict["status"]
     parts = [f"<h1>{name}: which execution mode?</h1>", "<h2>Verdict</h2>",
-             f"<p class=\"verdict\" id=\"verdict\">{headline}</p>",
+             f"<p class=\"verdict\" id=\"verdict\">{shown}</p>",
              html_table(("mode", "verdict", "reasons"),
                         ([m, STATUS_WORDS.get(statuses.get(m, ""), "").strip("*"),
                           "; ".join(r)] for m, r in verdict["reasons"].items()),

@@ -11,7 +11,8 @@ from typing import Any, Iterable
 
 from harness.report.markdown import table_markdown
 
-STATUS_WORDS = {"recommended": "**recommended**", "tied": "tied (simpler mode preferred)",
+STATUS_WORDS = {"recommended": "**recommended**",
+                "inconclusive": "inconclusive (the data cannot decide)",
                 "slower": "slower", "discarded": "discarded"}
 
 
@@ -111,13 +112,14 @@ def _split_table(split: dict[str, Any] | None) -> str:
 
 def render_markdown(data: dict[str, Any]) -> str:
     """The whole report as Markdown."""
+    from harness.analysis.verdict import headline
+
     verdict = data["verdict"]
     name = data["scenario"].get("name")
     out = [f"# {name}: which execution mode?", ""]
     out += ["## Verdict", ""]
-    chosen = verdict["recommended"]
-    out += [f"**Recommended: {chosen}**: " + "; ".join(verdict["reasons"][chosen]) if chosen
-            else f"**{verdict['summary'].capitalize()}.**", ""]
+    title, detail = headline(verdict)
+    out += [f"**{title}**: {detail}" if detail else f"**{title}.**", ""]
     out.append(md_table(("mode", "verdict", "reasons"), (
         [mode, STATUS_WORDS.get(verdict["status"].get(mode, ""), ""), "; ".join(reasons)]
         for mode, reasons in verdict["reasons"].items())))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 
 from harness.analysis.table import COLUMNS, TERMINAL_COLUMNS, comparison_table, display_frame, table_notes
 from harness.records import load_run
@@ -39,15 +40,17 @@ def write_tables(run_dir: Path, console: Console | None = None,
 
 
 def print_verdict(verdict: "Verdict", console: Console) -> None:
-    """The verdict under the table: the recommendation, why, and the warnings."""
-    if verdict.recommended:
-        console.print(f"[bold green]recommended: {verdict.recommended}[/]  "
-                      + "; ".join(verdict.reasons[verdict.recommended]), highlight=False)
-    else:
-        console.print(f"[bold red]{verdict.summary}[/]", highlight=False)
+    """The verdict under the table: the recommendation (or why there is none), why, the
+    other modes' statuses and the warnings."""
+    from harness.analysis.verdict import headline
+
+    title, detail = headline(verdict.to_dict())
+    colour = {"recommended": "green", "inconclusive": "yellow"}.get(verdict.outcome, "red")
+    console.print(f"[bold {colour}]{escape(title)}[/]" + (f": {escape(detail)}" if detail else ""),
+                  highlight=False)
     for label, status in verdict.status.items():
         if status != "recommended":
             console.print(f"  {label}: {status}: " + "; ".join(verdict.reasons[label]),
                           markup=False, highlight=False)
     for warning in verdict.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
