@@ -382,5 +382,5 @@ def test_real_timed_out_mode_is_censored(tmp_path):
     serial = analysis.table.set_index("mode").loc["serial"]
     assert serial["censored_cells"] == 2 and serial["wall_is_bound"]
     assert np.isinf(serial["wall_ci_high"])
-    assert analysis.verdict.recommended == "threads"
+    assert analysis.verdict.recommended == "threads[8]"
     assert analysis.verdict.reasons["serial"][0].startswith("timed out in 2 of 2 cells")
