@@ -22,12 +22,14 @@ from harness.cellrun import CellLimits, CellProcess
 from harness.config import RunConfig
 from harness.discovery import LoadedScenario, load
 from harness.modes import all_modes, get_mode
+from harness.modes.base import ModeOptions
 from harness.plan import PlannedCell, make_plan
 from harness.progress import CellProgress
 from harness.records import (CellRecord, RunRecord, asdict_record, create_run_dir,
                              write_json_atomic)
 from harness.scenario import Check, Context, ScenarioError
 from harness.services.stack import ServiceStack
+from harness.sourcehash import code_hash
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,13 +108,15 @@ class Runner:
         cfg = self.config
         run_id, run_dir = create_run_dir(cfg.out, self.scenario.name)
         (run_dir / "cells").mkdir()
+        code = code_hash(self.scenario.path)
         record = RunRecord(
             run_id=run_id,
             scenario={"name": self.scenario.name, "path": str(self.scenario.path),
-                      "version": self.scenario.version,
+                      "version": self.scenario.version, "code_hash": code.digest,
+                      "code_files": code.files,
                       "description": self.scenario.description, "params": self.params},
             config=cfg.to_dict(), metadata=metadata.collect(PROJECT_ROOT),
-            plan=[{"cell_id": c.cell_id, **dataclasses.asdict(c)} for c in self.plan],
+            plan=[self._planned(c) for c in self.plan],
             budgets=dict(cfg.budgets),
             started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         write_json_atomic(run_dir / "run.json", asdict_record(record))
@@ -136,6 +140,19 @@ class Runner:
             record.finished_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             write_json_atomic(run_dir / "run.json", asdict_record(record))
         return run_dir
+
+    def _mode_options(self, name: str) -> tuple[Any, ModeOptions, str]:
+        """A mode, the options it runs with here and its label."""
+        mode = get_mode(name)
+        options = self.config.mode_options(name, mode.default_workers)
+        return mode, options, mode.label(self.scenario, options)
+
+    def _planned(self, cell: PlannedCell) -> dict[str, Any]:
+        """A plan entry as run.json records it: with the label and every option the cell
+        will run with, so the fingerprint holds them from the start (cells may never run)."""
+        _, options, label = self._mode_options(cell.mode)
+        return {"cell_id": cell.cell_id, **dataclasses.asdict(cell), "label": label,
+                "options": dataclasses.asdict(options)}
 
     def _run_cells(self, stack: ServiceStack, record: RunRecord, run_dir: Path) -> None:
         mod = self.scenario
@@ -167,8 +184,7 @@ class Runner:
     def _run_cell(self, cell: PlannedCell, base: Context, stack: ServiceStack,
                   run_dir: Path, progress: CellProgress) -> CellRecord:
         cfg = self.config
-        mode = get_mode(cell.mode)
-        options = cfg.mode_options(cell.mode, mode.default_workers)
+        mode, options, label = self._mode_options(cell.mode)
         cell_dir = run_dir / "cells" / cell.cell_id
         cell_dir.mkdir()
         ctx = dataclasses.replace(base, cell_id=cell.cell_id, mode=cell.mode,
@@ -176,7 +192,6 @@ class Runner:
                                   extra={"options": dataclasses.asdict(options)})
         units = list(self.scenario.module.units(ctx))
         ctx.concurrency = mode.concurrency(options, len(units))
-        label = mode.label(self.scenario, options)
         rec = CellRecord(cell_id=cell.cell_id, index=cell.index, mode=cell.mode, label=label,
                          repeat=cell.repeat, warmup=cell.warmup, workers=options.workers,
                          options=dataclasses.asdict(options), units_total=len(units))

@@ -150,7 +150,8 @@ class DaskMode(Mode):
         from distributed import as_completed
 
         opts = ex.options
-        threads = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+        cluster = list(client.scheduler_info()["workers"].values())
+        threads = sum(w["nthreads"] for w in cluster)
         # The context travels with every task (~1 KB): scattered data would be lost with the
         # first worker that dies, failing every task that needs it.
         ctx = ex.ctx
@@ -185,7 +186,9 @@ class DaskMode(Mode):
             submit()
         ex.recorder.add_many([not_run_tuple(u, "stopped after an earlier failure", due)
                               for u in reversed(pending)])
-        return {"workers": opts.workers, "threads": threads, "chunks": chunks_sent,
+        # The cluster's real size (an external scheduler's, not --workers): in the fingerprint.
+        return {"workers": opts.workers, "threads": threads, "cluster_workers": len(cluster),
+                "hosts": len({w.get("host") for w in cluster}), "chunks": chunks_sent,
                 "final_chunksize": sizer.size}
 
 
