@@ -41,15 +41,16 @@ def package_versions() -> dict[str, str]:
 def git_commit(path: Path) -> dict[str, Any]:
     """Commit and dirty flag of the checkout at ``path``, plus a hash of the uncommitted diff
     (two dirty checkouts at one commit are different code); empty when it is not one."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True,
+    def git(*args: str) -> bytes:  # bytes: a diff need not be text in any encoding
+        return subprocess.run(["git", "-C", str(path), *args], capture_output=True,
                               timeout=5, check=True).stdout.strip()
     try:
         status = git("status", "--porcelain")
-        info: dict[str, Any] = {"commit": git("rev-parse", "HEAD"), "dirty": bool(status)}
+        info: dict[str, Any] = {"commit": git("rev-parse", "HEAD").decode(),
+                                "dirty": bool(status)}
         if status:
-            diff = git("diff", "HEAD", "--binary") + "\0" + status
-            info["diff_sha"] = hashlib.sha256(diff.encode()).hexdigest()[:12]
+            diff = git("diff", "HEAD", "--binary") + b"\0" + status
+            info["diff_sha"] = hashlib.sha256(diff).hexdigest()[:12]
         return info
     except (OSError, subprocess.SubprocessError):
         return {}

@@ -247,3 +247,20 @@ def test_an_old_run_folder_still_loads_and_compares(v1, tmp_path):
     assert compare_runs(v1, load_run(folder, details=False)).comparable
     newer["scenario"]["params"]["cost_ms"] = 50.0
     assert fingerprint_mismatches(v1, newer) == {"param cost_ms": (5.0, 50.0)}
+
+
+def test_nightly_picks_the_latest_matching_run_and_allows_a_named_mismatch(runs, tmp_path):
+    out = tmp_path / "results"
+    shutil.copytree(runs["out"], out)
+    args = ["nightly", "calibrate", "--modes", ",".join(MODES), "--repeat", "1",
+            "--no-warmup", "--param", "units=8", "--param", "cost_ms=1", "--out", str(out),
+            "--no-progress", "--no-report", "--threshold", "500%"]
+    # Later runs with other workers or another cap are passed over: a2 is the baseline.
+    auto = harness_cli(*args)
+    assert auto.returncode == EXIT_OK, auto.stdout + auto.stderr
+    assert f"baseline:  {out / 'calibrate' / runs['a2'].path.name}" in auto.stdout
+    # An explicit baseline that differs is compared only when allowed, saying what differs.
+    allowed = harness_cli(*args, "--workers", "threads=16", "--baseline",
+                          str(runs["a"].path), "--allow-mismatch")
+    assert allowed.returncode == EXIT_OK, allowed.stdout + allowed.stderr
+    assert "mode threads workers differs: 8 -> 16" in allowed.stdout
