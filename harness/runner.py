@@ -22,7 +22,7 @@ from harness.cellrun import CellLimits, CellProcess
 from harness.config import RunConfig
 from harness.discovery import LoadedScenario, load
 from harness.modes import all_modes, get_mode
-from harness.modes.base import ModeOptions
+from harness.modes.base import Mode, ModeOptions
 from harness.plan import PlannedCell, make_plan
 from harness.progress import CellProgress
 from harness.records import (CellRecord, RunRecord, asdict_record, create_run_dir,
@@ -141,7 +141,7 @@ class Runner:
             write_json_atomic(run_dir / "run.json", asdict_record(record))
         return run_dir
 
-    def _mode_options(self, name: str) -> tuple[Any, ModeOptions, str]:
+    def _mode_options(self, name: str) -> tuple[Mode, ModeOptions, str]:
         """A mode, the options it runs with here and its label."""
         mode = get_mode(name)
         options = self.config.mode_options(name, mode.default_workers)

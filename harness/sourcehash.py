@@ -60,11 +60,14 @@ class _ProjectFinder(modulefinder.ModuleFinder):
         return any(resolved.is_relative_to(root) for root in self.roots)
 
     def load_module(self, fqname: str, fp: Any, pathname: str, file_info: Any) -> Any:
-        if not self.owns(pathname):  # outside the project: noted, never scanned
-            module = self.add_module(fqname)
-            module.__file__ = pathname
-            return module
-        return super().load_module(fqname, fp, pathname, file_info)
+        if self.owns(pathname):
+            try:
+                return super().load_module(fqname, fp, pathname, file_info)
+            except SyntaxError:  # hashed all the same; it fails when run, not here
+                pass
+        module = self.add_module(fqname)  # outside the project: noted, never scanned
+        module.__file__ = pathname
+        return module
 
 
 def _shown(path: Path, roots: Iterable[Path]) -> str:

@@ -19,7 +19,7 @@ from harness.analysis.compare import compare_runs, fingerprint_id, fingerprint_m
 from harness.analysis.history import previous_comparable
 from harness.commands.exitcodes import EXIT_OK, EXIT_USAGE
 from harness.metadata import fingerprint
-from harness.records import load_run
+from harness.records import RunData, load_run
 from harness.sourcehash import code_hash
 from tests.runhelp import run_scenario
 
@@ -215,21 +215,18 @@ def test_versions_and_commit_are_named_and_volatile_machine_fields_are_not(v1):
 
 
 def test_a_new_option_field_and_the_dask_cluster_size_are_covered(v1):
-    def dask_run(threads: int, policy: str) -> dict:
+    def dask_run(policy: str, threads: int, hosts: int) -> RunData:
         run = copy.deepcopy(v1.run)
         run["plan"] = [{"cell_id": "000-dask-r1", "mode": "dask", "label": "dask",
                         "options": {"workers": 2, "policy": policy}}]
-        return run
-    cells = [{"mode": "dask", "info": {"workers": 2, "threads": 4, "hosts": 1}}]
-    more = [{"mode": "dask", "info": {"workers": 2, "threads": 8, "hosts": 2}}]
-    a = fingerprint(dask_run(4, "fifo"), cells)
-    b = fingerprint(dask_run(8, "interleave"), more)
-    assert a["modes"]["dask"]["cluster"] == {"threads": 4, "hosts": 1}
-    from harness.analysis.compare import _differences
-    out: dict = {}
-    _differences(a["modes"], b["modes"], "mode", out)
-    assert out == {"mode dask cluster hosts": (1, 2), "mode dask cluster threads": (4, 8),
-                   "mode dask policy": ("fifo", "interleave")}
+        cells = [{"mode": "dask", "info": {"workers": 2, "threads": threads, "hosts": hosts}}]
+        return RunData(v1.path, run, cells, {}, {})
+    small, large = dask_run("fifo", 4, 1), dask_run("interleave", 8, 2)
+    assert fingerprint(small.run, small.cells)["modes"]["dask"]["cluster"] == \
+        {"threads": 4, "hosts": 1}
+    assert fingerprint_mismatches(small, large) == {
+        "mode dask cluster hosts": (1, 2), "mode dask cluster threads": (4, 8),
+        "mode dask policy": ("fifo", "interleave")}
 
 
 def test_an_old_run_folder_still_loads_and_compares(v1, tmp_path):

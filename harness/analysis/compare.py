@@ -3,8 +3,8 @@
 Two runs are comparable only when their fingerprints (scenario code and the modules it
 imports, parameters, mode options, harness commit, packages, services as they really were,
 machine; :func:`harness.metadata.fingerprint`) match; a mismatch is reported field by field,
-never silently compared. Modes are matched by label. Per mode the candidate's makespans are compared with
-the baseline's by :func:`harness.analysis.stats.compare_samples`:
+never silently compared. Modes are matched by label. Per mode the candidate's makespans are
+compared with the baseline's by :func:`harness.analysis.stats.compare_samples`:
 
 * **regression**: significantly slower and more than ``threshold`` slower (or it stopped
   finishing: a censored candidate median), exit 1;

@@ -3,6 +3,12 @@
 Run ids start with their UTC start time, so sorting folder names sorts runs by time.
 Folders that cannot be read (a newer schema, a half-written run.json) are listed as
 skipped with the reason, never silently ignored.
+
+One fingerprint (:func:`harness.metadata.fingerprint`) serves history, nightly and compare.
+The ``fingerprint`` column is the id of each run's whole fingerprint: equal ids are always
+comparable. The baseline nightly picks uses compare's own rule instead (every field both runs
+recorded must match), so a run that adds a mode, or an older folder that lacks a newer field,
+can still be a baseline while its id differs.
 """
 
 from __future__ import annotations
