@@ -21,13 +21,15 @@ from harness import metadata
 from harness.cellrun import CellLimits, CellProcess
 from harness.config import RunConfig
 from harness.discovery import LoadedScenario, load
-from harness.modes import (INTERLEAVE_CONTROL, ModeError, ModeSpec, available_defaults)
+from harness.modes import (INTERLEAVE_CONTROL, ModeError, ModeOptions, ModeSpec,
+                           available_defaults)
 from harness.plan import PlannedCell, make_plan
 from harness.progress import CellProgress
 from harness.records import (CellRecord, RunRecord, asdict_record, create_run_dir,
                              write_json_atomic)
 from harness.scenario import Check, Context, ScenarioError, Unit
 from harness.services.stack import ServiceStack
+from harness.sourcehash import code_hash
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,13 +122,15 @@ class Runner:
         cfg = self.config
         run_id, run_dir = create_run_dir(cfg.out, self.scenario.name)
         (run_dir / "cells").mkdir()
+        code = code_hash(self.scenario.path)
         record = RunRecord(
             run_id=run_id,
             scenario={"name": self.scenario.name, "path": str(self.scenario.path),
-                      "version": self.scenario.version,
+                      "version": self.scenario.version, "code_hash": code.digest,
+                      "code_files": code.files,
                       "description": self.scenario.description, "params": self.params},
             config=cfg.to_dict(), metadata=metadata.collect(PROJECT_ROOT),
-            plan=[{"cell_id": c.cell_id, **dataclasses.asdict(c)} for c in self.plan],
+            plan=[self._planned(c) for c in self.plan],
             budgets=dict(cfg.budgets),
             started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         write_json_atomic(run_dir / "run.json", asdict_record(record))
@@ -150,6 +154,21 @@ class Runner:
             record.finished_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             write_json_atomic(run_dir / "run.json", asdict_record(record))
         return run_dir
+
+    def _mode_options(self, name: str) -> tuple[ModeSpec, ModeOptions, str]:
+        """A mode spec, the options it runs with here and its label."""
+        spec = ModeSpec.parse(name)
+        options = self.config.mode_options(name, spec.executor_class.default_workers)
+        if not spec.executor_class.shows_workers:
+            options = dataclasses.replace(options, workers=1)  # a loop has one worker
+        return spec, options, spec.label(self.scenario, options)
+
+    def _planned(self, cell: PlannedCell) -> dict[str, Any]:
+        """A plan entry as run.json records it: with the label and every option the cell
+        will run with, so the fingerprint holds them from the start (cells may never run)."""
+        _, options, label = self._mode_options(cell.mode)
+        return {"cell_id": cell.cell_id, **dataclasses.asdict(cell), "label": label,
+                "options": dataclasses.asdict(options)}
 
     def _run_cells(self, stack: ServiceStack, record: RunRecord, run_dir: Path) -> None:
         mod = self.scenario
@@ -193,11 +212,8 @@ class Runner:
     def _run_cell(self, cell: PlannedCell, base: Context, stack: ServiceStack,
                   run_dir: Path, progress: CellProgress) -> CellRecord:
         cfg = self.config
-        spec = ModeSpec.parse(cell.mode)
+        spec, options, label = self._mode_options(cell.mode)
         executor = spec.executor_class
-        options = cfg.mode_options(cell.mode, executor.default_workers)
-        if not executor.shows_workers:
-            options = dataclasses.replace(options, workers=1)
         cell_dir = run_dir / "cells" / cell.cell_id
         cell_dir.mkdir()
         policy = spec.build_policy(options.workers, options)
@@ -208,7 +224,6 @@ class Runner:
                                          "policy_options": policy.info()})
         units = list(self.scenario.module.units(ctx))
         ctx.concurrency = executor.concurrency(options.workers, len(units))
-        label = spec.label(self.scenario, options)
         rec = CellRecord(cell_id=cell.cell_id, index=cell.index, mode=cell.mode, label=label,
                          repeat=cell.repeat, warmup=cell.warmup, workers=options.workers,
                          executor=spec.executor, policy=spec.policy,

@@ -49,6 +49,7 @@ def test_identical_units_all_execute(tmp_path):
     assert [r[7] for r in records] == ["ok"] * 6
     assert (tmp_path / "calls").read_text().split() == ["same"] * 6
     assert info["chunks"] == 6 and info["leftover_killed"] == 0
+    assert info["cluster_workers"] == 1 and info["hosts"] == 1  # the fingerprint's cluster size
 
 
 def test_cell_runs_every_unit_once_and_leaves_no_process(tmp_path):

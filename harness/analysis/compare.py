@@ -1,9 +1,10 @@
 """Baseline vs candidate: per-mode changes with significance, and the exit code for CI.
 
-Two runs are comparable only when their fingerprints (scenario code, parameters, machine;
-:func:`harness.metadata.fingerprint`) match; a mismatch is reported, never silently
-compared. Modes are matched by label. Per mode the candidate's makespans are compared with
-the baseline's by :func:`harness.analysis.stats.compare_samples`:
+Two runs are comparable only when their fingerprints (scenario code and the modules it
+imports, parameters, mode options, harness commit, packages, services as they really were,
+machine; :func:`harness.metadata.fingerprint`) match; a mismatch is reported field by field,
+never silently compared. Modes are matched by label. Per mode the candidate's makespans are
+compared with the baseline's by :func:`harness.analysis.stats.compare_samples`:
 
 * **regression**: significantly slower and more than ``threshold`` slower (or it stopped
   finishing: a censored candidate median), exit 1;
@@ -31,25 +32,50 @@ from harness.records import RunData
 DEFAULT_THRESHOLD = 0.10
 
 
-def fingerprint_id(run: dict[str, Any]) -> str:
-    """A short, stable id of the run's fingerprint (equal ids: comparable runs)."""
-    text = json.dumps(fingerprint(run), sort_keys=True, default=str)
+# How a fingerprint group's fields are named in a mismatch: "param cost_ms",
+# "package psycopg", "mode threads workers", "nas kind" (services are named by themselves).
+MISMATCH_PREFIXES = {"params": "param", "packages": "package", "modes": "mode", "services": ""}
+
+
+def _fingerprint_of(run: RunData | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(run, RunData):
+        return fingerprint(run.run, run.cells)
+    return fingerprint(run)
+
+
+def fingerprint_id(run: RunData | dict[str, Any]) -> str:
+    """A short, stable id of the run's fingerprint (equal ids: comparable runs). Pass the
+    loaded run (its cells hold the options of older runs and the cluster size)."""
+    text = json.dumps(_fingerprint_of(run), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
-def fingerprint_mismatches(baseline: dict[str, Any],
-                           candidate: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Fingerprint fields that differ, as (baseline, candidate); parameters one by one."""
-    a, b = fingerprint(baseline), fingerprint(candidate)
+def _differences(a: Any, b: Any, name: str, out: dict[str, tuple[Any, Any]]) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        # A field only one side recorded (an older run folder, a mode run only once) is
+        # not a difference: only what both recorded can be compared.
+        for key in sorted(a.keys() & b.keys(), key=str):
+            _differences(a[key], b[key], f"{name} {key}".strip(), out)
+    elif a != b:
+        out[name] = (a, b)
+
+
+def fingerprint_mismatches(baseline: RunData | dict[str, Any],
+                           candidate: RunData | dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Fingerprint fields that differ, as (baseline, candidate), one entry per leaf field:
+    nested groups are diffed key by key (``param cost_ms``, ``package psycopg``,
+    ``mode threads workers``, ``postgres version``, ``nas kind``). Fields recorded on one
+    side only are not compared (see :func:`_differences`)."""
+    a, b = _fingerprint_of(baseline), _fingerprint_of(candidate)
     out: dict[str, tuple[Any, Any]] = {}
-    for key in a.keys() | b.keys():
-        if key == "params":
-            pa, pb = a.get(key) or {}, b.get(key) or {}
-            out.update({f"param {k}": (pa.get(k), pb.get(k)) for k in sorted(pa.keys() | pb.keys())
-                        if pa.get(k) != pb.get(k)})
-        elif a.get(key) != b.get(key):
-            out[key] = (a.get(key), b.get(key))
+    for key in a.keys() & b.keys():
+        _differences(a[key], b[key], MISMATCH_PREFIXES.get(key, key), out)
     return dict(sorted(out.items()))
+
+
+def comparable(baseline: RunData | dict[str, Any], candidate: RunData | dict[str, Any]) -> bool:
+    """The one rule compare, nightly and history's baseline choice share."""
+    return not fingerprint_mismatches(baseline, candidate)
 
 
 @dataclass
@@ -152,5 +178,5 @@ def compare_runs(baseline: RunData, candidate: RunData,
     else:
         code = EXIT_OK
     return RunComparison(baseline.path, candidate.path, threshold,
-                         fingerprint_mismatches(baseline.run, candidate.run), changes,
+                         fingerprint_mismatches(baseline, candidate), changes,
                          problems, code)

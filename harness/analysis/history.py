@@ -3,6 +3,12 @@
 Run ids start with their UTC start time, so sorting folder names sorts runs by time.
 Folders that cannot be read (a newer schema, a half-written run.json) are listed as
 skipped with the reason, never silently ignored.
+
+One fingerprint (:func:`harness.metadata.fingerprint`) serves history, nightly and compare.
+The ``fingerprint`` column is the id of each run's whole fingerprint: equal ids are always
+comparable. The baseline nightly picks uses compare's own rule instead (every field both runs
+recorded must match), so a run that adds a mode, or an older folder that lacks a newer field,
+can still be a baseline while its id differs.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis.compare import counted_cells, fingerprint_id
+from harness.analysis.compare import comparable, counted_cells, fingerprint_id
 from harness.analysis.stats import makespan_sample, summarize
 from harness.analysis.table import comparison_table
 from harness.records import RunData, SchemaError, load_run
@@ -62,7 +68,7 @@ def _rows(path: Path, metric: str) -> list[dict[str, Any]]:
         values = {r["mode"]: (r[metric], False) for r in table.to_dict("records")}
     base = {"run_id": run.run.get("run_id"), "path": str(path),
             "started_at": pd.to_datetime(run.run.get("started_at") or None, utc=True),
-            "status": run.run.get("status"), "fingerprint": fingerprint_id(run.run)}
+            "status": run.run.get("status"), "fingerprint": fingerprint_id(run)}
     return [{**base, "mode": label, "value": value, "is_bound": bound}
             for label, (value, bound) in values.items()]
 
@@ -82,16 +88,17 @@ def load_history(root: Path, scenario: str, metric: str = LIGHT_METRIC) -> Histo
 
 def previous_comparable(root: Path, scenario: str, candidate: Path | RunData) -> Path | None:
     """The latest finished run before ``candidate`` (a folder, or a run already loaded)
-    with the same fingerprint, if any. Unreadable runs are said and passed over."""
+    that ``compare`` would accept: no fingerprint mismatch (the same rule, so nightly never
+    picks a baseline its own comparison then refuses). Unreadable runs are said and passed
+    over."""
     loaded = candidate if isinstance(candidate, RunData) else load_run(candidate, details=False)
-    target = fingerprint_id(loaded.run)
     earlier = [p for p in run_dirs(root, scenario) if p.name < loaded.path.name]
     for path in reversed(earlier):
         try:
-            run = load_run(path, details=False).run
+            run = load_run(path, details=False)
         except (SchemaError, json.JSONDecodeError, OSError) as exc:
             print(f"history: skipped {path}: {exc}", file=sys.stderr)
             continue
-        if run.get("status") == "finished" and fingerprint_id(run) == target:
+        if run.run.get("status") == "finished" and comparable(run, loaded):
             return path
     return None

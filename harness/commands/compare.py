@@ -36,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("candidate", type=Path, help="the candidate results folder")
     add_threshold_argument(parser)
     parser.add_argument("--allow-mismatch", action="store_true", help="compare runs whose "
-                        "fingerprints (scenario code, parameters, machine) differ, saying what "
-                        "differs (default: refuse, exit 2)")
+                        "fingerprints (scenario code, parameters, mode options, harness commit, "
+                        "packages, services, machine) differ, saying what differs (default: "
+                        "refuse, exit 2)")
 
 
 def _median(summary) -> str:

@@ -59,8 +59,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
     console.print(table)
     if len(history.fingerprints) > 1:
         console.print(f"[yellow]{len(history.fingerprints)} fingerprints:[/] runs with "
-                      "different fingerprints (scenario code, parameters, machine) are not "
-                      "comparable; pick one with --fingerprint ID")
+                      "different fingerprints (scenario code, parameters, mode options, harness "
+                      "commit, packages, services, machine) are not comparable; pick one with "
+                      "--fingerprint ID, or see what differs with harness compare A B")
     if not args.no_plot:
         from harness.report.plots import trend_png
 

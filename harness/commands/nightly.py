@@ -1,8 +1,10 @@
 """``harness nightly SCENARIO``: run, compare with the previous comparable run, exit code.
 
 The same options as ``harness run``, plus ``--threshold`` and ``--baseline``. The baseline
-is the latest finished run of the scenario under ``--out`` with the same fingerprint
-(scenario code, parameters, machine); with none, this run becomes the baseline of the next.
+is the latest finished run of the scenario under ``--out`` that ``compare`` accepts (no
+fingerprint mismatch: :func:`harness.analysis.compare.comparable`); with none, this run
+becomes the baseline of the next. An explicit ``--baseline`` that does not match is refused
+(exit 2) unless ``--allow-mismatch``.
 Exit codes for cron and CI: 0 fine, 1 a significant regression beyond ``--threshold``,
 2 a usage error, 3 a correctness failure, 4 the harness itself failed, 130 interrupted.
 """
@@ -29,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_threshold_argument(p)
     p.add_argument("--baseline", type=Path, default=None, metavar="RUN_DIR", help="compare "
                    "with this run (default: the previous run with the same fingerprint)")
+    p.add_argument("--allow-mismatch", action="store_true", help="compare with a --baseline "
+                   "whose fingerprint differs, saying what differs (default: refuse, exit 2)")
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -59,7 +63,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                       "baseline for the next one")
         return run_exit_code(analysis.table)
     comparison = compare_runs(load_run(baseline, details=False), analysis.run, args.threshold)
-    if comparison.mismatches:
+    if comparison.mismatches and not args.allow_mismatch:
         print_mismatches(comparison, console)
         console.print("--baseline is not comparable with this run")
         return EXIT_USAGE

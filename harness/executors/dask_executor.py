@@ -149,6 +149,8 @@ class DaskExecutor(Executor):
 
     def info(self) -> dict[str, Any]:
         return {"workers": self.workers, "cluster": self.setup.dask_address or "local",
-                "cluster_size": self._size, "chunks": self._feeder.chunks_sent,
+                # The cluster's real size (the fingerprint compares it): workers, threads, hosts.
+                "cluster_workers": self._size["workers"], "threads": self._size["threads"],
+                "hosts": self._size["hosts"], "chunks": self._feeder.chunks_sent,
                 "final_chunksize": self._feeder.sizer.size, "dask_version": self._version,
                 "cluster_usage": getattr(self, "_cluster_usage", {})}

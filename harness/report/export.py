@@ -90,7 +90,7 @@ def report_data(analysis: Analysis) -> dict[str, Any]:
         "environment": {"git": meta.get("git"), "packages": meta.get("packages"),
                         "load_average": meta.get("load_average"),
                         "services": run.get("services")},
-        "fingerprint": fingerprint(run),
+        "fingerprint": fingerprint(run, analysis.run.cells),
         "verdict": analysis.verdict.to_dict(),
         "table": analysis.table.to_dict("records"),
         "display": {"decisive": display[decisive].to_dict("split") if decisive else None,

@@ -70,7 +70,8 @@ class ServiceStack(contextlib.ExitStack):
         ok, reason = fuse_available()
         if not ok:
             self.say(f"NFS-like volume unavailable ({reason}); reading the local folder instead")
-            self.details["nas"] = {"available": False, "reason": reason, "path": str(backing)}
+            self.details["nas"] = {"available": False, "kind": "local", "reason": reason,
+                                   "path": str(backing)}
             self.versions["nas"] = self.details["nas"]
             return
         volume = NasVolume(Path(backing), Path(mountpoint), **kwargs)
@@ -78,7 +79,7 @@ class ServiceStack(contextlib.ExitStack):
         self.callback(volume.unmount)
         self.handles["nas"] = volume
         self.say(f"NFS-like volume mounted at {path} (pid {volume.pid})")
-        self.details["nas"] = {"available": True, "path": str(path), **kwargs}
+        self.details["nas"] = {"available": True, "kind": "fuse", "path": str(path), **kwargs}
         self.pids["nas"] = [volume.pid]
         self.versions["nas"] = dict(self.details["nas"])
 
