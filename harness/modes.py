@@ -79,8 +79,7 @@ class ModeSpec:
 
     def label(self, scenario: LoadedScenario, options: ModeOptions) -> str:
         """``kind[workers]+policy``: everything that changes what the mode measures."""
-        cls = self.executor_class
-        text = cls.kind(scenario) + (f"[{options.workers}]" if cls.shows_workers else "")
+        text = self.executor_class.describe(scenario, options)
         policy = self.build_policy(options.workers, options).label()
         return f"{text}+{policy}" if policy else text
 

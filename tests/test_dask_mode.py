@@ -1,18 +1,18 @@
-"""The dask mode beyond the registry-wide tests: pure=False, cleanup, --on-error stop and an
-existing scheduler (on 127.0.0.1 only)."""
+"""The dask executor beyond the registry-wide tests: pure=False, cleanup, --on-error stop,
+an existing scheduler (on 127.0.0.1 only) and the cluster's own usage."""
 
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
 from harness.discovery import load_path
-from harness.modes import get_mode
-from harness.modes.base import Execution, ModeOptions, Recorder
+from harness.driver import Driver, Recorder
+from harness.executors import ExecutorSetup, get_executor
+from harness.policies.fifo import Fifo
 from harness.scenario import Context, Unit
 from tests.runhelp import run_scenario
 
@@ -41,15 +41,16 @@ def test_identical_units_all_execute(tmp_path):
     ctx = Context(scenario="counting", params={"log": str(tmp_path)}, work_dir=tmp_path)
     unit = Unit("same", "all", None)
     batches: list[list[tuple]] = []
-    ex = Execution(load_path(path), ctx, [unit] * 6, ModeOptions(workers=1, chunksize=1),
-                   Recorder(batches.append), time.perf_counter_ns())
-    info = get_mode("dask").run(ex)
-    ex.recorder.flush()
+    executor = get_executor("dask")(ExecutorSetup(load_path(path), ctx, 1, chunksize=1))
+    driver = Driver(executor, Fifo(1), Recorder(batches.append))
+    result = driver.run([unit] * 6)
     records = [r for batch in batches for r in batch]
     assert [r[7] for r in records] == ["ok"] * 6
     assert (tmp_path / "calls").read_text().split() == ["same"] * 6
-    assert info["chunks"] == 6 and info["leftover_killed"] == 0
-    assert info["cluster_workers"] == 1 and info["hosts"] == 1  # the fingerprint's cluster size
+    assert result.info["chunks"] == 6 and result.broken is None
+    # The fingerprint's cluster size, and the cluster's own usage measured on the worker.
+    assert result.info["cluster_workers"] == 1 and result.info["hosts"] == 1
+    assert result.info["cluster_usage"]["workers"] == 1
 
 
 def test_cell_runs_every_unit_once_and_leaves_no_process(tmp_path):
@@ -63,10 +64,10 @@ def test_cell_runs_every_unit_once_and_leaves_no_process(tmp_path):
     info = cell["info"]
     assert len(info["worker_pids"]) == 2
     assert {u["worker"].split(":")[0] for u in units} <= {str(p) for p in info["worker_pids"]}
-    # The cluster's startup and shutdown are inside the measured window.
-    assert cell["makespan_s"] > info["cluster_start_s"] + info["cluster_close_s"]
+    # The cluster's start and close are phases of their own, outside the makespan.
+    assert cell["setup_s"] > 0 and cell["teardown_s"] > 0
+    assert cell["makespan_s"] >= max(u["end_ns"] for u in units) / 1e9
     assert not [pid for pid in info["worker_pids"] if psutil.pid_exists(pid)]
-    assert info["leftover_killed"] == 0
 
 
 def test_on_error_stop_records_the_rest_as_not_run(tmp_path):
@@ -98,6 +99,8 @@ def test_existing_scheduler_is_used_and_left_running(tmp_path, scheduler):
     assert cell["status"] == "ok", cell["message"]
     assert cell["label"] == f"dask({address})"
     assert cell["info"]["cluster"] == address and cell["info"]["threads"] == 2
+    # The workers are outside the cell's tree: their CPU is measured on the cluster.
+    assert cell["info"]["cluster_usage"]["cpu_s"] > 0
     assert all(check["ok"] for check in cell["verify"]), cell["verify"]
     with distributed.Client(address) as client:  # the user's cluster is still up
         assert len(client.scheduler_info()["workers"]) == 1
@@ -109,7 +112,7 @@ def test_unavailable_without_distributed(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "distributed" else real(name, *a))
-    assert get_mode("dask").available() == (False, "pip install 'dask[distributed]'")
+    assert get_executor("dask").available() == (False, "pip install 'dask[distributed]'")
 
 
 def test_scenario_is_loaded_once_per_worker_process(tmp_path):
@@ -117,20 +120,20 @@ def test_scenario_is_loaded_once_per_worker_process(tmp_path):
     (load_path registers a module before executing it)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from harness.modes import dask_mode
+    from harness.executors import dask_executor
 
     path = tmp_path / "calibrate_copy.py"
     source = Path(__file__).resolve().parent.parent / "scenarios" / "calibrate.py"
     path.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
     with ThreadPoolExecutor(8) as pool:
-        loaded = list(pool.map(lambda _: dask_mode._scenario(str(path)), range(8)))
+        loaded = list(pool.map(lambda _: dask_executor._scenario(str(path)), range(8)))
     assert all(s is loaded[0] for s in loaded) and callable(loaded[0].module.work)
 
 
 def test_chunks_adapt_to_unit_cost_and_shrink_as_work_runs_out():
     """The chunk sizing the dask mode shares with the processes mode: ~50 ms of work per
     chunk, then smaller chunks at the end so the last ones still spread over the workers."""
-    from harness.modes.processes import ChunkSizer
+    from harness.executors.chunks import ChunkSizer
 
     sizer = ChunkSizer(None, slots=2)
     assert sizer.next_size(1000) == 1  # nothing measured yet

@@ -91,8 +91,14 @@ class Executor(ABC):
 
     @classmethod
     def kind(cls, scenario: LoadedScenario) -> str:
-        """The name shown in labels; an executor that falls back says so."""
+        """The executor's name as labels show it; an executor that falls back says so."""
         return cls.name
+
+    @classmethod
+    def describe(cls, scenario: LoadedScenario, options: Any) -> str:
+        """The label's executor part: ``kind[workers]`` (``options`` is the cell's
+        ModeOptions)."""
+        return cls.kind(scenario) + (f"[{options.workers}]" if cls.shows_workers else "")
 
     @classmethod
     def concurrency(cls, workers: int, n_units: int) -> int:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import socket
 import threading
 import time
@@ -91,13 +92,20 @@ class DaskExecutor(Executor):
     name = "dask"
     description = "Dask distributed: LocalCluster of --workers processes (or --dask-address)"
     simplicity = 5
-    default_workers = __import__("os").cpu_count() or 2
+    default_workers = os.cpu_count() or 2
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
         if importlib.util.find_spec("distributed") is None:
             return False, INSTALL_HINT
         return True, ""
+
+    @classmethod
+    def describe(cls, scenario: LoadedScenario, options: Any) -> str:
+        # A user's cluster has the workers it has: the label names the cluster instead.
+        if options.dask_address:
+            return f"dask({options.dask_address})"
+        return super().describe(scenario, options)
 
     def start(self) -> None:
         try:
@@ -113,6 +121,7 @@ class DaskExecutor(Executor):
                 n_workers=self.workers, threads_per_worker=1, processes=True,
                 host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
             self._client = distributed.Client(self._cluster)
+        self.worker_pids = sorted(self._client.run(os.getpid).values()) if not address else []
         workers = self._client.scheduler_info()["workers"]
         self._size = {"workers": len(workers),
                       "threads": sum(w["nthreads"] for w in workers.values()),
@@ -152,5 +161,6 @@ class DaskExecutor(Executor):
                 # The cluster's real size (the fingerprint compares it): workers, threads, hosts.
                 "cluster_workers": self._size["workers"], "threads": self._size["threads"],
                 "hosts": self._size["hosts"], "chunks": self._feeder.chunks_sent,
+                "worker_pids": self.worker_pids,
                 "final_chunksize": self._feeder.sizer.size, "dask_version": self._version,
                 "cluster_usage": getattr(self, "_cluster_usage", {})}
