@@ -94,10 +94,19 @@ class CellProcess:
         self._samples_lock = threading.Lock()
         self._ended_ns: int | None = None  # when the child was seen to exit or was killed
         self._over_memory = threading.Event()
+        self._reader_cpu_s = 0.0
 
     # ---- messages from the child ----
 
     def _read(self, fd: int) -> None:
+        cpu0 = time.thread_time()
+        try:
+            self._read_messages(fd)
+        finally:
+            # What observing costs the parent per unit (decoding, writing units.jsonl).
+            self._reader_cpu_s = time.thread_time() - cpu0
+
+    def _read_messages(self, fd: int) -> None:
         out = self.outcome
         for message in read_messages(fd):
             kind = message[0]
@@ -179,6 +188,7 @@ class CellProcess:
             for observer in observers:
                 observer.stop()
             reader.join(timeout=10)
+            self.outcome.sampler["reader_cpu_s"] = self._reader_cpu_s
             sweep_group(child.pid)
             self._finish(child, started_ns)
         return self.outcome

@@ -98,3 +98,8 @@ def available_defaults() -> list[str]:
     executors = all_executors()
     return [m for m in DEFAULT_MODES
             if executors[ModeSpec.parse(m).executor].available()[0]]
+
+
+def available_executors() -> list[str]:
+    """Every registered executor that can run here, as a mode spec (under fifo)."""
+    return [name for name, cls in all_executors().items() if cls.available()[0]]

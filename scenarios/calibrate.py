@@ -70,8 +70,7 @@ def _hooks(unit: Unit, ctx: Context) -> None:
         os._exit(70)  # simulates a hard crash (segfault, OOM kill) of the cell process
     if ctx.params["alloc_mb"]:
         _kept.append(bytearray(os.urandom(1) * int(ctx.params["alloc_mb"] * 2**20)))
-    every = ctx.params["fail_every"]
-    if every and (index + 1) % every == 0:
+    if _fails(index, ctx):
         raise RuntimeError(f"injected failure at unit {index}")
 
 
@@ -117,10 +116,16 @@ def verify(ctx: Context) -> list[Check]:
                   "receipt files created with O_EXCL, one per unit")]
 
 
+def _fails(index: int, ctx: Context) -> bool:
+    every = ctx.params["fail_every"]
+    return bool(every) and (index + 1) % every == 0
+
+
 def group_sizes(ctx: Context) -> list[int]:
+    """Units per group that cost their full time (an injected failure raises at once)."""
     sizes: dict[str, int] = {}
     for unit in units(ctx):
-        sizes[unit.group] = sizes.get(unit.group, 0) + 1
+        sizes[unit.group] = sizes.get(unit.group, 0) + (not _fails(unit.payload, ctx))
     return list(sizes.values())
 
 
@@ -156,7 +161,8 @@ def simulate_grouped(sizes: list[int], cost: float, cap: int, stagger: float,
 def bound(ctx: Context, executor: str) -> float:
     """Theoretical makespan of ``executor`` under the cell's policy (a lower bound:
     dispatch overhead is not in it)."""
-    n, cost = ctx.params["units"], ctx.params["cost_ms"] / 1000
+    cost = ctx.params["cost_ms"] / 1000
+    n = sum(group_sizes(ctx))  # failing units raise before their cost: they add nothing
     workers = max(1, ctx.workers)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cpu = ctx.params["kind"] == "cpu"

@@ -92,7 +92,7 @@ def test_compare_cli_exit_codes(runs):
 def test_history_lists_runs_and_fingerprints(runs):
     history = load_history(runs["out"], "calibrate")
     assert len(set(history.frame["run_id"])) == 3
-    assert set(history.frame["mode"]) == {"serial", "threads"}
+    assert set(history.frame["mode"]) == {"serial", "threads[8]"}
     assert len(history.fingerprints) == 3  # three parameter sets
     assert fingerprint_id(runs["baseline"].run) == history.frame["fingerprint"].iloc[0]
     assert previous_comparable(runs["out"], "calibrate", runs["slower"].path) is None

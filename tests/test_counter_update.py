@@ -35,7 +35,7 @@ def test_naive_loses_increments_concurrently_but_not_serially(postgres, tmp_path
     lost = lost_by_mode(data)
     assert lost["serial"] == 0
     assert lost["threads"] > 0 and lost["processes"] > 0
-    table = comparison_table(data).set_index("mode_name")
+    table = comparison_table(data).set_index("spec")
     assert table.loc["threads", "lost_updates"] > 0 and not table.loc["threads", "verify_ok"]
     assert table.loc["serial", "verify_ok"]
     # The DB columns are in the terminal table beside the verdict columns.

@@ -66,14 +66,18 @@ def test_changing_one_modes_workers_is_a_mismatch(runs):
     a, changed = runs["a"], runs["workers"]
     assert fingerprint_id(a) != fingerprint_id(changed)
     mismatches = fingerprint_mismatches(a, changed)
-    assert mismatches == {"mode threads workers": (8, 16)}  # serial and grouped untouched
+    # --workers threads=16 is the threads executor's count: the hybrid over threads too.
+    assert mismatches == {"mode threads workers": (8, 16), "mode grouped workers": (8, 16),
+                          "mode threads label": ("threads[8]", "threads[16]"),
+                          "mode grouped label": ("threads[8]+capped(3,200ms)",
+                                                 "threads[16]+capped(3,200ms)")}
 
 
 def test_changing_the_group_cap_is_a_mismatch(runs):
     mismatches = fingerprint_mismatches(runs["a"], runs["cap"])
     assert mismatches["mode grouped group_cap"] == (3, 5)
-    assert mismatches["mode grouped label"] == ("grouped(cap=3,stagger=200ms)",
-                                                "grouped(cap=5,stagger=200ms)")
+    assert mismatches["mode grouped label"] == ("threads[8]+capped(3,200ms)",
+                                                "threads[8]+capped(5,200ms)")
 
 
 def test_compare_refuses_a_mismatch_naming_the_field_unless_allowed(runs):

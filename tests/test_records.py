@@ -46,10 +46,10 @@ def test_plan_interleaves_modes(small_run):
 def test_table_counts_only_measured_cells(small_run):
     table = comparison_table(small_run).set_index("mode")
     assert table.loc["serial", "cells"] == 2
-    assert table.loc["threads", "error_count"] == 4  # 2 failures per cell x 2 cells
-    assert "RuntimeError x4" in table.loc["threads", "errors"]
+    assert table.loc["threads[8]", "error_count"] == 4  # 2 failures per cell x 2 cells
+    assert "RuntimeError x4" in table.loc["threads[8]", "errors"]
     assert table.loc["serial", "speedup"] == pytest.approx(1.0)
-    assert table.loc["threads", "speedup"] > 1.5
+    assert table.loc["threads[8]", "speedup"] > 1.5
 
 
 def test_newer_schema_is_refused(small_run, tmp_path):

@@ -154,6 +154,7 @@ def _mode_row(label: str, mine: pd.DataFrame, mine_units: pd.DataFrame,
     verify_text, verify_ok = _verify(mine, failed)
     row = {
         "mode": label,
+        "spec": str(mine["mode"].iloc[0]),  # the mode as asked (--modes), e.g. "grouped"
         "simplicity": float(mine["simplicity"].min()) if "simplicity" in mine else 0.0,
         "workers": int(mine["workers"].max()),
         "cells": len(mine),
