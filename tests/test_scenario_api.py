@@ -196,3 +196,28 @@ def test_list_and_run_exit_2_with_one_line(tmp_path):
         assert done.returncode == 2, (args, done.stderr)
         (line,) = done.stderr.strip().splitlines()
         assert "'verfiy' looks like the hook 'verify'" in line and "mine.py:" in line
+
+
+def test_the_docs_minimal_scenario_runs_and_reports_its_metric(tmp_path):
+    from tests.runhelp import run_scenario
+
+    doc = (ROOT / "docs" / "extending.md").read_text()
+    section = doc[doc.index("### A complete minimal scenario"):]
+    start = section.index("```python\n") + len("```python\n")
+    source = section[start:section.index("\n```", start)]
+    path = tmp_path / "checksums.py"
+    path.write_text(source + "\n")
+    loaded = discovery.load_path(path)
+    assert loaded.verified and [m.name for m in loaded.metrics] == ["duplicates"]
+    run = run_scenario(tmp_path / "out", str(path), ["serial", "threads"],
+                       {"folder": ROOT / "examples" / "wordcount" / "data", "sleep_ms": 0.5})
+    for cell in run.cells:
+        assert cell["status"] == "ok" and cell["units_ok"] == 5, cell
+        assert all(c["ok"] for c in cell["verify"]), cell["verify"]
+        assert metric_values(cell["verify"], loaded.metrics) == {"duplicates": 0.0}
+
+
+def test_counter_update_declares_lost_updates():
+    loaded = discovery.load("counter_update")
+    assert [(m.name, m.unit) for m in loaded.metrics] == [("lost_updates", "increments")]
+    assert 'metric="lost_updates"' in loaded.path.read_text()
