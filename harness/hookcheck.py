@@ -6,23 +6,26 @@ silent: ``def verfiy(ctx)`` turns the correctness checks off and the mode stays 
 with one line naming the file, the line and the fix.
 
 Edit distance is the optimal-string-alignment variant of Damerau-Levenshtein (a swap of two
-neighbours costs 1, as in ``verfiy``), written here in a dozen lines: no dependency of the
-project provides it, and :func:`difflib.get_close_matches` ranks by a similarity ratio that
-is no edit distance (it finds ``verify`` for ``verify_rows`` yet weighs short names such as
-``wrk`` differently from long ones), so "within 2 edits" could not be stated with it.
+neighbours costs 1, as in ``verfiy``), written here in a dozen lines. No dependency of the
+project provides one, and :func:`difflib.get_close_matches` is no substitute: it ranks by a
+similarity ratio, not by edits, so it pairs ``verify_rows`` with ``verify`` (ratio 0.71, five
+edits apart) and its cutoff means different edit counts for short and long names; "at most
+two edits" is the rule users can predict.
 """
 
 from __future__ import annotations
 
+import ast
 import inspect
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from harness.scenario import HOOKS, HOOKS_BY_NAME, Metric, Param, ScenarioError, where
+from harness.scenario import HOOKS, HOOKS_BY_NAME, Hook, Metric, Param, ScenarioError, where
 
 TYPO_DISTANCE = 2  # at most this many edits from a hook name: a typo, not a helper
 FUNCTION_HOOKS = tuple(h for h in HOOKS if h.kind != "constant")
+CONSTANT_HOOKS = tuple(h for h in HOOKS if h.kind == "constant")
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -51,21 +54,43 @@ def _own_functions(module: ModuleType) -> list[tuple[str, Any]]:
     return sorted(own, key=lambda item: item[1].__code__.co_firstlineno)
 
 
+def _own_constants(path: Path) -> list[tuple[str, tuple[str, int]]]:
+    """UPPER_CASE names the file itself assigns at module level, with their lines."""
+    try:
+        tree = ast.parse(path.read_bytes(), str(path))
+    except (SyntaxError, ValueError):
+        return []  # it imported, so this cannot happen short of a file changed meanwhile
+    found = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, ast.AnnAssign) else []
+        found += [(t.id, (str(path), node.lineno)) for t in targets
+                  if isinstance(t, ast.Name) and t.id.isupper()]
+    return found
+
+
+def _nearest_missing(name: str, hooks: tuple[Hook, ...], module: ModuleType) -> str | None:
+    near = [(edit_distance(name, h.name), h.name) for h in hooks
+            if getattr(module, h.name, None) is None]
+    near = [item for item in near if item[0] <= TYPO_DISTANCE]
+    return min(near, key=lambda item: item[0])[1] if near else None
+
+
 def check_typos(path: Path, module: ModuleType) -> None:
-    """Refuse a module-level function named within :data:`TYPO_DISTANCE` edits of a hook
-    the module does not define (``verfiy``, ``wrk``, ``bund``). Names starting with ``_``
-    are helpers; so is a near name beside the real hook (``worker`` next to ``work``)."""
-    for name, fn in _own_functions(module):
+    """Refuse a module-level function (or UPPER_CASE constant) the file defines within
+    :data:`TYPO_DISTANCE` edits of a hook the module does not define (``verfiy``, ``wrk``,
+    ``bund``, ``PARMS``). Names starting with ``_`` are helpers; so is a near name beside
+    the real hook (``worker`` next to ``work``); imported names are someone else's."""
+    candidates = [(name, _line(fn, path), FUNCTION_HOOKS) for name, fn in _own_functions(module)]
+    candidates += [(name, line, CONSTANT_HOOKS) for name, line in _own_constants(path)]
+    for name, line, hooks in sorted(candidates, key=lambda c: c[1][1]):
         if name in HOOKS_BY_NAME or name.startswith("_"):
             continue
-        near = [(edit_distance(name, h.name), h.name) for h in FUNCTION_HOOKS
-                if not callable(getattr(module, h.name, None))]
-        near = [item for item in near if item[0] <= TYPO_DISTANCE]
-        if near:
-            hook = min(near, key=lambda item: item[0])[1]
-            raise ScenarioError(f"{where(*_line(fn, path))}: {name!r} looks like the hook "
-                                f"{hook!r} (a typo turns the checks off); rename it, or "
-                                "prefix it with _ if it is a helper")
+        hook = _nearest_missing(name, hooks, module)
+        if hook is not None:
+            raise ScenarioError(f"{where(*line)}: {name!r} looks like the hook {hook!r} (a "
+                                "typo turns the checks off); rename it, or prefix it with _ "
+                                "if it is a helper")
 
 
 def check_signatures(path: Path, module: ModuleType) -> None:

@@ -39,7 +39,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 
 class ScenarioError(Exception):
@@ -175,11 +175,12 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     type: type | None = None  # noqa: A003 (the public keyword: Param(..., type=float))
-    origin: tuple[str, int] = field(default=("?", 0), compare=False, repr=False)
+    # Where it was declared, for messages; an attribute, not a field: asdict() and records
+    # hold only the declaration.
+    origin: ClassVar[tuple[str, int]] = ("?", 0)
 
     def __post_init__(self) -> None:
-        if self.origin == ("?", 0):
-            object.__setattr__(self, "origin", _origin())
+        object.__setattr__(self, "origin", _origin())
         kind = builtin_type(self.default) if self.type is None else self.type
         at = where(*self.origin)
         if kind not in _PARAM_TYPES:
@@ -253,11 +254,12 @@ class Metric:
     unit: str
     lower_is_better: bool = True
     help: str = ""
-    origin: tuple[str, int] = field(default=("?", 0), compare=False, repr=False)
+    # Where it was declared, for messages; an attribute, not a field: asdict() and records
+    # hold only the declaration.
+    origin: ClassVar[tuple[str, int]] = ("?", 0)
 
     def __post_init__(self) -> None:
-        if self.origin == ("?", 0):
-            object.__setattr__(self, "origin", _origin())
+        object.__setattr__(self, "origin", _origin())
         if not self.name.isidentifier():
             raise ScenarioError(f"{where(*self.origin)}: Metric {self.name!r}: the name must "
                                 "be an identifier (it becomes a column and a --budget key)")

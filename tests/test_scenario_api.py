@@ -51,6 +51,15 @@ def test_a_misspelt_hook_is_refused_naming_the_hook_and_line(tmp_path, typo, hoo
     assert "\n" not in message
 
 
+@pytest.mark.parametrize("typo, hook", [("PARMS", "PARAMS"), ("METRIC", "METRICS"),
+                                        ("DESCRIPTON", "DESCRIPTION")])
+def test_a_misspelt_declaration_is_refused(tmp_path, typo, hook):
+    path = write(tmp_path, f"\n{typo} = ()\nTOTAL_ROWS = 3\n")
+    with pytest.raises(ScenarioError, match=rf"mine\.py:{line_of(path, typo)}: '{typo}' "
+                                            rf"looks like the hook '{hook}'"):
+        discovery.load_path(path)
+
+
 def test_a_misspelt_required_hook_is_named_before_the_missing_one(tmp_path):
     path = tmp_path / "wrk.py"
     path.write_text("from harness.scenario import Unit\n\ndef units(ctx):\n    return []\n\n\n"
