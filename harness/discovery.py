@@ -109,12 +109,17 @@ def _load_locked(path: Path) -> LoadedScenario:
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
-        except ScenarioError:
+        except ScenarioError:  # e.g. a bad Param default: already names the file and line
+            sys.modules.pop(name, None)
             raise
         except Exception as exc:  # a broken scenario file is the user's to fix: say where
             sys.modules.pop(name, None)
             raise ScenarioError(f"{path}: failed to import: {type(exc).__name__}: {exc}") from exc
-    return _describe(path, module)
+    try:
+        return _describe(path, module)
+    except ScenarioError:
+        sys.modules.pop(name, None)  # refused: a fixed file loads afresh, never half-checked
+        raise
 
 
 def _describe(path: Path, module: ModuleType) -> LoadedScenario:

@@ -230,3 +230,11 @@ def test_counter_update_declares_lost_updates():
     loaded = discovery.load("counter_update")
     assert [(m.name, m.unit) for m in loaded.metrics] == [("lost_updates", "increments")]
     assert 'metric="lost_updates"' in loaded.path.read_text()
+
+
+def test_a_refused_file_loads_once_fixed(tmp_path):
+    path = write(tmp_path, "\n\ndef verfiy(ctx):\n    return []\n")
+    with pytest.raises(ScenarioError):
+        discovery.load_path(path)
+    path.write_text(path.read_text().replace("verfiy", "verify"))
+    assert discovery.load_path(path).verified
