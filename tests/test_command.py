@@ -14,9 +14,10 @@ import psutil
 import pytest
 
 from harness.discovery import load
-from harness.modes import all_modes
+from harness.executors import all_executors
 from harness.scenario import Context, ScenarioError
 from tests.runhelp import run_scenario
+from tests.test_modes import POLICY_SPECS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "wordcount"
@@ -36,18 +37,20 @@ def only_cell(run):
     return cell
 
 
-@pytest.mark.parametrize("mode", list(all_modes()))
-def test_the_example_runs_in_every_mode(tmp_path, mode):
-    ok, why = all_modes()[mode]().available()
+@pytest.mark.parametrize("executor", list(all_executors()))
+def test_the_example_runs_in_every_executor_and_policy(tmp_path, executor):
+    ok, why = all_executors()[executor].available()
     if not ok:
-        pytest.skip(f"{mode} unavailable: {why}")
-    run = run_scenario(tmp_path, "command", [mode], params(), workers={"*": 2})
-    cell = only_cell(run)
-    assert cell["status"] == "ok", cell["message"]
-    assert cell["units_ok"] == N_INPUTS, run.units[cell["cell_id"]]
-    assert cell["verify"] and all(c["ok"] for c in cell["verify"]), cell["verify"]
-    groups = {u["group"] for u in run.units[cell["cell_id"]]}
-    assert groups == {str(EXAMPLE / "data" / "books"), str(EXAMPLE / "data" / "letters")}
+        pytest.skip(f"{executor} unavailable: {why}")
+    modes = [executor + spec for spec in POLICY_SPECS.values()]
+    run = run_scenario(tmp_path, "command", modes, params(), workers={"*": 2})
+    assert len(run.cells) == len(modes)
+    for cell in run.cells:
+        assert cell["status"] == "ok", (cell["mode"], cell["message"])
+        assert cell["units_ok"] == N_INPUTS, run.units[cell["cell_id"]]
+        assert cell["verify"] and all(c["ok"] for c in cell["verify"]), cell["verify"]
+        groups = {u["group"] for u in run.units[cell["cell_id"]]}
+        assert groups == {str(EXAMPLE / "data" / "books"), str(EXAMPLE / "data" / "letters")}
 
 
 def test_verify_cmd_fails_a_run_that_wrote_the_wrong_output(tmp_path):
