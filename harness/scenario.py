@@ -22,12 +22,12 @@ the copies below and in the docs equal to :func:`hook_table` (print it with
 | `units(ctx)` | yes | parent, before every cell | the list of `Unit` to execute (deterministic) |
 | `schedule(ctx, units)` | no | cell, before t0 | each unit's arrival offset in seconds (an open workload); absent: all due at t0 |
 | `work(unit, ctx)` | yes | cell: a worker thread, process or Dask worker | executes one unit; returns `UnitResult` (or None) or raises |
-| `async awork(unit, ctx)` | no | cell: the asyncio mode's loop | `async def` version of `work` using truly async I/O |
+| `async awork(unit, ctx)` | no | cell: the asyncio executor's loop | `async def` version of `work` using truly async I/O |
 | `reset(ctx)` | no | parent, before every cell | puts the world back so every cell starts alike |
 | `verify(ctx)` | no | parent, after every cell | returns a list of `Check`; without it the scenario is unverified |
 | `bound(ctx, mode)` | no | parent, after every cell | a lower bound on the makespan in seconds for the mode's executor, or None |
 | `close_worker(ctx)` | no | cell, after the mode finished | closes the cell's connections and clients |
-| `async aclose_worker(ctx)` | no | cell: the asyncio mode's loop, at its end | `async def`: closes async resources on the loop that made them |
+| `async aclose_worker(ctx)` | no | cell: the asyncio executor's loop, at its end | `async def`: closes async resources on the loop that made them |
 | `teardown(ctx)` | no | parent, once per run | after the last cell, even when a cell failed |
 <!-- hooks:end -->
 """
@@ -103,7 +103,7 @@ HOOKS: tuple[Hook, ...] = (
          "each unit's arrival offset in seconds (an open workload); absent: all due at t0"),
     Hook("work(unit, ctx)", _FN, f"{_CELL}: a worker thread, process or Dask worker",
          "executes one unit; returns `UnitResult` (or None) or raises", required=True),
-    Hook("awork(unit, ctx)", _CO, f"{_CELL}: the asyncio mode's loop",
+    Hook("awork(unit, ctx)", _CO, f"{_CELL}: the asyncio executor's loop",
          "`async def` version of `work` using truly async I/O"),
     Hook("reset(ctx)", _FN, f"{_PARENT}, before every cell",
          "puts the world back so every cell starts alike"),
@@ -113,7 +113,7 @@ HOOKS: tuple[Hook, ...] = (
          "a lower bound on the makespan in seconds for the mode's executor, or None"),
     Hook("close_worker(ctx)", _FN, f"{_CELL}, after the mode finished",
          "closes the cell's connections and clients"),
-    Hook("aclose_worker(ctx)", _CO, f"{_CELL}: the asyncio mode's loop, at its end",
+    Hook("aclose_worker(ctx)", _CO, f"{_CELL}: the asyncio executor's loop, at its end",
          "`async def`: closes async resources on the loop that made them"),
     Hook("teardown(ctx)", _FN, f"{_PARENT}, once per run",
          "after the last cell, even when a cell failed"),
