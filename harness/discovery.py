@@ -17,10 +17,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from harness.scenario import Param, ParamError, ScenarioError
+from harness.hookcheck import check_module
+from harness.scenario import HOOKS, Metric, Param, ParamError, ScenarioError
 
-REQUIRED_FUNCTIONS = ("units", "work")
-OPTIONAL_FUNCTIONS = ("prepare", "awork", "reset", "verify", "bound", "teardown", "close_worker")
+# Derived from the one hook table (harness.scenario.HOOKS), never listed by hand.
+REQUIRED_FUNCTIONS = tuple(h.name for h in HOOKS if h.required and h.kind != "constant")
+OPTIONAL_FUNCTIONS = tuple(h.name for h in HOOKS if not h.required and h.kind != "constant")
 
 
 def scenario_dirs() -> list[Path]:
@@ -58,6 +60,8 @@ class LoadedScenario:
     params: dict[str, Param]
     services: tuple[str, ...]
     version: str  # hash of the file's source: results from different code never mix
+    verified: bool = False  # it defines verify(ctx); without it every mode is "unverified"
+    metrics: tuple[Metric, ...] = ()  # declared in METRICS; values come from verify's checks
 
     def function(self, name: str) -> Callable[..., Any] | None:
         return getattr(self.module, name, None)
@@ -105,24 +109,21 @@ def _load_locked(path: Path) -> LoadedScenario:
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
-        except ScenarioError:
+        except ScenarioError:  # e.g. a bad Param default: already names the file and line
+            sys.modules.pop(name, None)
             raise
         except Exception as exc:  # a broken scenario file is the user's to fix: say where
             sys.modules.pop(name, None)
             raise ScenarioError(f"{path}: failed to import: {type(exc).__name__}: {exc}") from exc
-    return _describe(path, module)
+    try:
+        return _describe(path, module)
+    except ScenarioError:
+        sys.modules.pop(name, None)  # refused: a fixed file loads afresh, never half-checked
+        raise
 
 
 def _describe(path: Path, module: ModuleType) -> LoadedScenario:
-    for fn in REQUIRED_FUNCTIONS:
-        if not callable(getattr(module, fn, None)):
-            raise ScenarioError(f"{path}: a scenario must define {fn}(...)")
-    params: dict[str, Param] = {}
-    for p in getattr(module, "PARAMS", ()):
-        if not isinstance(p, Param):
-            raise ScenarioError(f"{path}: PARAMS entries must be harness.scenario.Param, got {p!r}")
-        p.validate(p.default)
-        params[p.name] = p
+    params, metrics = check_module(path, module)  # typos, signatures, declarations
     source = path.read_bytes()
     return LoadedScenario(
         name=getattr(module, "NAME", path.stem),
@@ -132,6 +133,8 @@ def _describe(path: Path, module: ModuleType) -> LoadedScenario:
         params=params,
         services=tuple(getattr(module, "SERVICES", ())),
         version=str(getattr(module, "VERSION", "")) + hashlib.sha256(source).hexdigest()[:12],
+        verified=callable(getattr(module, "verify", None)),
+        metrics=metrics,
     )
 
 

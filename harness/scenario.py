@@ -1,32 +1,46 @@
 """The scenario protocol: what a workload file in ``scenarios/`` provides.
 
 A scenario is one Python module. It declares its parameters and implements a handful of
-module-level functions (module-level so the process pool and Dask can ship them):
+module-level functions (module-level so the process pool and Dask can ship them), matched by
+name. :data:`HOOKS` is the one list of them: this table, the loader's checks
+(:mod:`harness.discovery`) and ``docs/extending.md`` are derived from it, and a test keeps
+the copies below and in the docs equal to :func:`hook_table` (print it with
+``python -m harness.scenario``).
 
-========================  ==============================================================
-``NAME``                   scenario name (defaults to the file name)
-``DESCRIPTION``            one line shown by ``harness list``
-``VERSION``                optional; the scenario's source hash is always recorded too
-``PARAMS``                 a sequence of :class:`Param`
-``SERVICES``               services it needs, e.g. ``("postgres",)``; the harness starts them
-``prepare(ctx)``           once per run, in the parent: fixtures, data, schema
-``units(ctx)``             the list of :class:`Unit` to execute (deterministic)
-``work(unit, ctx)``        executes one unit; returns :class:`UnitResult` (or None) or raises
-``awork(unit, ctx)``       optional coroutine version using truly async I/O
-``reset(ctx)``             optional; before every cell, in the parent
-``verify(ctx)``            optional; after every cell, returns a list of :class:`Check`
-``bound(ctx, mode)``       optional lower bound on the makespan in seconds for a mode
-``teardown(ctx)``          optional; once per run after the last cell
-``close_worker(ctx)``      optional; in each worker process/thread context before it exits
-========================  ==============================================================
+<!-- hooks:begin -->
+| hook | required | runs in | what |
+|---|---|---|---|
+| `NAME` | no | load | scenario name (defaults to the file name) |
+| `DESCRIPTION` | no | load | one line shown by `harness list` (defaults to the docstring's first line) |
+| `VERSION` | no | load | your version label; the file's source hash is always recorded too |
+| `PARAMS` | no | load | a sequence of `Param`, each settable as `--param name=value` |
+| `METRICS` | no | load | a sequence of `Metric`: extra per-cell figures that `verify`'s checks report |
+| `SERVICES` | no | load | services it needs, e.g. `("postgres",)`; the harness starts them |
+| `services(params)` | no | parent, run start | services needed for these params (replaces `SERVICES`) |
+| `prepare(ctx)` | no | parent, once per run | fixtures, data, schema |
+| `service_config(ctx)` | no | parent, after prepare | service options, e.g. `{"suppliers": {...}}` |
+| `units(ctx)` | yes | parent, before every cell | the list of `Unit` to execute (deterministic) |
+| `schedule(ctx, units)` | no | cell, before t0 | each unit's arrival offset in seconds (an open workload); absent: all due at t0 |
+| `work(unit, ctx)` | yes | cell: a worker thread, process or Dask worker | executes one unit; returns `UnitResult` (or None) or raises |
+| `async awork(unit, ctx)` | no | cell: the asyncio executor's loop | `async def` version of `work` using truly async I/O |
+| `reset(ctx)` | no | parent, before every cell | puts the world back so every cell starts alike |
+| `verify(ctx)` | no | parent, after every cell | returns a list of `Check`; without it the scenario is unverified |
+| `bound(ctx, mode)` | no | parent, after every cell | a lower bound on the makespan in seconds for the mode's executor, or None |
+| `close_worker(ctx)` | no | cell, after the mode finished | closes the cell's connections and clients |
+| `async aclose_worker(ctx)` | no | cell: the asyncio executor's loop, at its end | `async def`: closes async resources on the loop that made them |
+| `teardown(ctx)` | no | parent, once per run | after the last cell, even when a cell failed |
+<!-- hooks:end -->
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar, Literal
 
 
 class ScenarioError(Exception):
@@ -37,13 +51,125 @@ class ParamError(ScenarioError):
     """A ``--param`` is unknown or has a bad value; the message names the key."""
 
 
+@dataclass(frozen=True)
+class Hook:
+    """One name the harness looks up in a scenario module: a constant or a function.
+
+    ``signature`` is how the harness calls it (the loader checks a function accepts exactly
+    that many positional arguments); ``where`` says in which process and when it runs.
+    """
+
+    signature: str  # "work(unit, ctx)"; a constant's is its name
+    kind: Literal["constant", "function", "coroutine"]
+    where: str
+    doc: str
+    required: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.signature.split("(")[0]
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The parameter names of a function hook, from its signature (``()`` for constants)."""
+        if "(" not in self.signature:
+            return ()
+        inside = self.signature[self.signature.index("(") + 1:self.signature.rindex(")")]
+        return tuple(p.strip() for p in inside.split(",") if p.strip())
+
+
+_LOAD, _FN, _CO = "load", "function", "coroutine"
+_PARENT, _CELL = "parent", "cell"
+HOOKS: tuple[Hook, ...] = (
+    Hook("NAME", "constant", _LOAD, "scenario name (defaults to the file name)"),
+    Hook("DESCRIPTION", "constant", _LOAD,
+         "one line shown by `harness list` (defaults to the docstring's first line)"),
+    Hook("VERSION", "constant", _LOAD,
+         "your version label; the file's source hash is always recorded too"),
+    Hook("PARAMS", "constant", _LOAD,
+         "a sequence of `Param`, each settable as `--param name=value`"),
+    Hook("METRICS", "constant", _LOAD,
+         "a sequence of `Metric`: extra per-cell figures that `verify`'s checks report"),
+    Hook("SERVICES", "constant", _LOAD,
+         "services it needs, e.g. `(\"postgres\",)`; the harness starts them"),
+    Hook("services(params)", _FN, f"{_PARENT}, run start",
+         "services needed for these params (replaces `SERVICES`)"),
+    Hook("prepare(ctx)", _FN, f"{_PARENT}, once per run", "fixtures, data, schema"),
+    Hook("service_config(ctx)", _FN, f"{_PARENT}, after prepare",
+         "service options, e.g. `{\"suppliers\": {...}}`"),
+    Hook("units(ctx)", _FN, f"{_PARENT}, before every cell",
+         "the list of `Unit` to execute (deterministic)", required=True),
+    Hook("schedule(ctx, units)", _FN, f"{_CELL}, before t0",
+         "each unit's arrival offset in seconds (an open workload); absent: all due at t0"),
+    Hook("work(unit, ctx)", _FN, f"{_CELL}: a worker thread, process or Dask worker",
+         "executes one unit; returns `UnitResult` (or None) or raises", required=True),
+    Hook("awork(unit, ctx)", _CO, f"{_CELL}: the asyncio executor's loop",
+         "`async def` version of `work` using truly async I/O"),
+    Hook("reset(ctx)", _FN, f"{_PARENT}, before every cell",
+         "puts the world back so every cell starts alike"),
+    Hook("verify(ctx)", _FN, f"{_PARENT}, after every cell",
+         "returns a list of `Check`; without it the scenario is unverified"),
+    Hook("bound(ctx, mode)", _FN, f"{_PARENT}, after every cell",
+         "a lower bound on the makespan in seconds for the mode's executor, or None"),
+    Hook("close_worker(ctx)", _FN, f"{_CELL}, after the mode finished",
+         "closes the cell's connections and clients"),
+    Hook("aclose_worker(ctx)", _CO, f"{_CELL}: the asyncio executor's loop, at its end",
+         "`async def`: closes async resources on the loop that made them"),
+    Hook("teardown(ctx)", _FN, f"{_PARENT}, once per run",
+         "after the last cell, even when a cell failed"),
+)
+HOOKS_BY_NAME: dict[str, Hook] = {h.name: h for h in HOOKS}
+
+
+def hook_table() -> str:
+    """:data:`HOOKS` as a Markdown table: the copy in this docstring and in the docs."""
+    rows = ["| hook | required | runs in | what |", "|---|---|---|---|"]
+    for h in HOOKS:
+        shown = f"async {h.signature}" if h.kind == "coroutine" else h.signature
+        rows.append(f"| `{shown}` | {'yes' if h.required else 'no'} | {h.where} | {h.doc} |")
+    return "\n".join(rows)
+
+
+def _origin() -> tuple[str, int]:
+    """File and line of the code that declared a Param or Metric (outside this module), so a
+    bad declaration is reported where it is written."""
+    frame = sys._getframe(1)
+    here = os.path.abspath(__file__)
+    # Skip this module and the dataclass-generated __init__ (its file is "<string>").
+    while frame is not None and (frame.f_code.co_filename.startswith("<")
+                                 or os.path.abspath(frame.f_code.co_filename) == here):
+        frame = frame.f_back
+    if frame is None:
+        return "?", 0
+    return frame.f_code.co_filename, frame.f_lineno
+
+
+def where(filename: str | os.PathLike[str], line: int) -> str:
+    """``path:line`` for messages, relative to the current directory when under it."""
+    path = Path(filename)
+    try:
+        path = path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        pass
+    return f"{path}:{line}"
+
+
 _BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True,
                "0": False, "false": False, "no": False, "off": False}
 
 
+builtin_type = type  # Param has a field named ``type``
+_PARAM_TYPES = (bool, int, float, str)
+
+
 @dataclass(frozen=True)
 class Param:
-    """A typed scenario parameter with a default, overridable as ``--param name=value``."""
+    """A typed scenario parameter with a default, overridable as ``--param name=value``.
+
+    ``type`` defaults to the default's type; pass it when that is too narrow:
+    ``Param("rate", 5, type=float)`` accepts ``--param rate=2.5``. The default is checked
+    against it when the scenario file loads (a ParamError naming the file and line).
+    """
 
     name: str
     default: Any
@@ -51,10 +177,26 @@ class Param:
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
     maximum: float | None = None
+    type: type | None = None  # noqa: A003 (the public keyword: Param(..., type=float))
+    # Where it was declared, for messages; an attribute, not a field: asdict() and records
+    # hold only the declaration.
+    origin: ClassVar[tuple[str, int]] = ("?", 0)
 
-    @property
-    def type(self) -> type:
-        return type(self.default)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "origin", _origin())
+        kind = builtin_type(self.default) if self.type is None else self.type
+        at = where(*self.origin)
+        if kind not in _PARAM_TYPES:
+            raise ParamError(f"{at}: Param {self.name!r}: type must be one of bool, int, "
+                             f"float, str (got {getattr(kind, '__name__', kind)!r})")
+        default = self.default
+        if kind is float and builtin_type(default) is int:
+            default = float(default)  # Param("rate", 5, type=float): the value is 5.0
+        if builtin_type(default) is not kind:
+            raise ParamError(f"{at}: Param {self.name!r}: default {self.default!r} does not "
+                             f"match type={kind.__name__}")
+        object.__setattr__(self, "type", kind)
+        object.__setattr__(self, "default", default)
 
     def parse(self, text: str) -> Any:
         """Convert a command-line string to this parameter's type, validating it."""
@@ -106,14 +248,71 @@ class UnitResult:
 
 
 @dataclass(frozen=True)
+class Metric:
+    """An extra per-cell figure a scenario declares in ``METRICS``: duplicates, orphans,
+    ordering violations, lost updates. Its value is the ``actual`` of the ``verify`` checks
+    that name it (``Check(..., metric="duplicates")``); see :func:`metric_values`."""
+
+    name: str
+    unit: str
+    lower_is_better: bool = True
+    help: str = ""
+    # Where it was declared, for messages; an attribute, not a field: asdict() and records
+    # hold only the declaration.
+    origin: ClassVar[tuple[str, int]] = ("?", 0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "origin", _origin())
+        if not self.name.isidentifier():
+            raise ScenarioError(f"{where(*self.origin)}: Metric {self.name!r}: the name must "
+                                "be an identifier (it becomes a column and a --budget key)")
+
+
+@dataclass(frozen=True)
 class Check:
-    """One correctness check from ``verify``: what should have landed vs what did."""
+    """One correctness check from ``verify``: what should have landed vs what did.
+
+    ``metric`` names a declared :class:`Metric` whose value this check's ``actual`` reports
+    (a number); the check stays a pass/fail check as well.
+    """
 
     name: str
     expected: Any
     actual: Any
     ok: bool
     detail: str = ""
+    metric: str | None = None
+
+
+def metric_values(checks: Iterable[Check | Mapping[str, Any]],
+                  metrics: Iterable[Metric | Mapping[str, Any] | str]) -> dict[str, float]:
+    """The declared metrics' values in one cell's ``verify`` checks: ``{name: value}``.
+
+    ``checks`` are :class:`Check` objects or their recorded dicts (``cell.json``'s
+    ``verify``); ``metrics`` are :class:`Metric` objects, their dicts or plain names. A
+    metric reported by several checks is their sum; one no check reports is absent (not 0:
+    not measured is not zero). A check naming an undeclared metric, or whose ``actual`` is
+    not a number, is a ScenarioError naming the check.
+    """
+    declared = [m if isinstance(m, str) else
+                (m["name"] if isinstance(m, Mapping) else m.name) for m in metrics]
+    values: dict[str, float] = {}
+    for check in checks:
+        get = check.get if isinstance(check, Mapping) else \
+            (lambda key, default=None, c=check: getattr(c, key, default))
+        name = get("metric")
+        if name is None:
+            continue
+        if name not in declared:
+            known = ", ".join(declared) or "none"
+            raise ScenarioError(f"check {get('name')!r} reports metric {name!r}, which the "
+                                f"scenario's METRICS does not declare (declared: {known})")
+        actual = get("actual")
+        if isinstance(actual, bool) or not isinstance(actual, (int, float)):
+            raise ScenarioError(f"check {get('name')!r} reports metric {name!r} but its "
+                                f"actual {actual!r} is not a number")
+        values[name] = values.get(name, 0.0) + float(actual)
+    return values
 
 
 class UnitFailure(Exception):
@@ -186,3 +385,25 @@ class Context:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._local = threading.local()
+
+
+def write_hook_tables(*paths: Path) -> None:
+    """Replace the table between the ``hooks:begin``/``hooks:end`` markers in each file
+    (``python -m harness.scenario --write``: this module and ``docs/extending.md``)."""
+    import re
+
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        new = re.sub(r"<!-- hooks:begin -->\n.*?<!-- hooks:end -->",
+                     lambda _: f"<!-- hooks:begin -->\n{hook_table()}\n<!-- hooks:end -->",
+                     text, count=1, flags=re.S)
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+
+
+if __name__ == "__main__":  # python -m harness.scenario [--write]
+    if sys.argv[1:] == ["--write"]:
+        here = Path(__file__).resolve()
+        write_hook_tables(here, here.parent.parent / "docs" / "extending.md")
+    else:
+        print(hook_table())

@@ -1,14 +1,20 @@
 """``harness list [SCENARIO]``: one line per scenario, executor and policy; or one
-scenario's parameters as a table."""
+scenario's parameters (and declared metrics) as a table.
+
+Listing loads every scenario file, so it is also the check of a file being written: a
+broken one (a misspelt hook, a wrong signature, a bad Param default) is reported on one
+line on stderr and the command exits 2, after listing the others.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from rich.console import Console
 from rich.table import Table
 
-from harness.commands.exitcodes import EXIT_OK
+from harness.commands.exitcodes import EXIT_OK, EXIT_USAGE
 
 NAME = "list"
 HELP = "scenarios, executors and policies (one line each); `harness list NAME` shows a scenario's parameters"
@@ -23,18 +29,25 @@ def _one_line(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def _scenarios(console: Console) -> None:
+def _scenarios(console: Console) -> int:
+    """One line per scenario; returns how many could not be loaded."""
     from harness.discovery import discover, load_path
 
     console.print("[bold]scenarios[/]  (harness list NAME: its parameters)")
+    broken = 0
     for name, path in discover().items():
         try:
             scenario = load_path(path)
         except Exception as exc:  # one broken file must not hide the others
+            broken += 1
             console.print(f"  {name:<16} [red]cannot load: {_one_line(str(exc), 60)}[/]")
+            print(f"harness: error: {exc}", file=sys.stderr)
             continue
-        console.print(f"  {name:<16} {_one_line(scenario.description, console.width - 20)}",
+        note = "" if scenario.verified else " (unverified: no verify)"
+        console.print(f"  {name:<16} "
+                      f"{_one_line(scenario.description + note, console.width - 20)}",
                       markup=False, highlight=False)
+    return broken
 
 
 def _modes(console: Console) -> None:
@@ -69,6 +82,14 @@ def _parameters(console: Console, name: str) -> None:
                         f"<= {p.maximum:g}" if p.maximum is not None else "") if x)
         table.add_row(p.name, repr(p.default), allowed, p.help)
     console.print(table)
+    if scenario.metrics:
+        metrics = Table("metric", "unit", "better", "meaning", header_style="bold")
+        for m in scenario.metrics:
+            metrics.add_row(m.name, m.unit, "lower" if m.lower_is_better else "higher", m.help)
+        console.print(metrics)
+    if not scenario.verified:
+        console.print("[yellow]unverified[/]: no verify(ctx), so no mode can show its "
+                      "results correct")
     console.print(f"set with --param NAME=VALUE, e.g. harness run {scenario.name} "
                   f"--param {next(iter(scenario.params), 'key')}=...", highlight=False)
 
@@ -77,6 +98,6 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if args.scenario:
         _parameters(console, args.scenario)
         return EXIT_OK
-    _scenarios(console)
+    broken = _scenarios(console)
     _modes(console)
-    return EXIT_OK
+    return EXIT_USAGE if broken else EXIT_OK
