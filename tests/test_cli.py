@@ -63,10 +63,16 @@ def test_scenario_file_outside_the_repo(tmp_path):
 
 
 def test_list_and_help():
-    listed = harness("list")
+    listed = subprocess.run([*HARNESS, "list"], capture_output=True, text=True, timeout=240,
+                            env=dict(os.environ, COLUMNS="80"))
     assert listed.returncode == 0
-    for word in ("calibrate", "serial", "threads", "processes", "asyncio", "grouped", "cost_ms"):
+    for word in ("calibrate", "serial", "threads", "processes", "asyncio", "grouped",
+                 "fifo", "interleave", "capped"):
         assert word in listed.stdout
+    # One line per scenario, executor and policy, readable in an 80-column terminal.
+    assert max(len(line) for line in listed.stdout.splitlines()) <= 80
+    params = harness("list", "calibrate")
+    assert params.returncode == 0 and "cost_ms" in params.stdout and "fail_every" in params.stdout
     helped = harness("run", "--help")
     for option in ("--workers", "--repeat", "--param", "--timeout", "--max-memory",
                    "--sample-hz", "--on-error", "--out"):
