@@ -157,7 +157,13 @@ class CellProcess:
         spec_path = self.cell_dir / "spec.json"
         spec_path.write_text(json.dumps(self.spec, indent=2, default=str), encoding="utf-8")
         # The child executes exactly the units the parent accounts for, listed once here.
-        (self.cell_dir / UNITS_FILE).write_bytes(pickle.dumps(self.units, pickle.HIGHEST_PROTOCOL))
+        try:
+            payload = pickle.dumps(self.units, pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # the scenario's to fix: say what, and run the next cell
+            self.abandon(f"units cannot be pickled ({type(exc).__name__}: {exc}): units "
+                         "travel to the cell's process, so their payloads must be picklable")
+            return self.outcome
+        (self.cell_dir / UNITS_FILE).write_bytes(payload)
         read_fd, write_fd = os.pipe()
         env = dict(os.environ, HARNESS_CHANNEL_FD=str(write_fd), PYTHONUNBUFFERED="1",
                    HARNESS_PARENT_PID=str(os.getpid()))

@@ -103,3 +103,9 @@ def available_defaults() -> list[str]:
 def available_executors() -> list[str]:
     """Every registered executor that can run here, as a mode spec (under fifo)."""
     return [name for name, cls in all_executors().items() if cls.available()[0]]
+
+
+def split_modes(text: str) -> list[str]:
+    """``--modes`` as a list: commas inside a policy's arguments do not split
+    (``serial,processes+capped(2,100ms)`` is two modes)."""
+    return [m.strip() for m in re.split(r",(?![^()]*\))", text) if m.strip()]

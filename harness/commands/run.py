@@ -26,10 +26,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("scenario", help="scenario name (see `harness list`) or path to a scenario .py file")
-    p.add_argument("--modes", default="", help="comma-separated modes to run (default: every "
-                   "mode available here, see `harness list`)")
+    p.add_argument("--modes", default="", help="comma-separated modes, each EXECUTOR[+POLICY]: "
+                   "serial, threads, asyncio, processes, dask, under fifo (default), "
+                   "interleave or capped(CAP,STAGGER), e.g. threads+interleave, "
+                   "processes+capped(2,100ms); grouped = threads+capped (default: serial, "
+                   "grouped, threads, asyncio, processes, dask, plus threads+interleave when "
+                   "the units come in groups; see `harness list`)")
     p.add_argument("--workers", default=None, help="worker count: N for every mode, or "
-                   "mode=N,... per mode (defaults: serial 1, processes = cores, others 8)")
+                   "mode=N,... by mode or executor, e.g. threads=60,grouped=20 (defaults: serial 1, "
+                   "processes and dask = cores, others 8; labels show it: threads[8])")
     p.add_argument("--repeat", type=int, default=3, help="counted cells per mode (default 3); "
                    "one extra warm-up cell runs first and is recorded but not counted")
     p.add_argument("--no-warmup", action="store_true", help="skip the warm-up cell")
@@ -39,20 +44,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "limit in seconds; the cell's process group is killed and the cell recorded "
                    "as timeout with what it finished (default 600)")
     p.add_argument("--max-memory", type=float, default=None, metavar="MB", help="per-cell "
-                   "memory budget (RSS of the whole process tree); exceeded -> killed and "
-                   "recorded as memory-exceeded (default: none)")
+                   "memory budget: the whole process tree's summed PSS (shared pages counted once); "
+                   "exceeded -> killed and recorded as memory-exceeded (default: none)")
     p.add_argument("--sample-hz", type=float, default=10.0, metavar="HZ", help="psutil "
                    "sampling rate of the cell's process tree and services (default 10; 0 = off)")
     p.add_argument("--on-error", choices=("continue", "stop"), default="continue",
                    help="continue: record failed units and go on; stop: halt at the first "
                    "failed unit and record the rest as not-run, as a sequential pipeline does")
-    p.add_argument("--group-cap", type=int, default=3, help="grouped mode: units of one group "
-                   "running at once (default 3)")
-    p.add_argument("--stagger", type=float, default=200.0, metavar="MS", help="grouped mode: "
-                   "delay between group starts in milliseconds (default 200)")
-    p.add_argument("--chunksize", type=int, default=None, help="processes mode: units per "
+    p.add_argument("--group-cap", type=int, default=3, help="capped policy (and grouped): "
+                   "units of one group running at once, unless the spec says capped(N,..) "
+                   "(default 3)")
+    p.add_argument("--stagger", type=float, default=200.0, metavar="MS", help="capped policy "
+                   "(and grouped): delay between group starts in milliseconds (default 200)")
+    p.add_argument("--chunksize", type=int, default=None, help="processes and dask: units per "
                    "task (default: adaptive, ~50 ms of work per chunk)")
-    p.add_argument("--dask-address", default=None, help="dask mode: scheduler address "
+    p.add_argument("--dask-address", default=None, help="dask: scheduler address "
                    "(default: a LocalCluster)")
     p.add_argument("--out", type=Path, default=Path("results"), help="results root (default "
                    "results/); each run gets a new results/<scenario>/<run-id>/ folder")
@@ -68,12 +74,13 @@ def config_from(args: argparse.Namespace):
 
     from harness.analysis.verdict import Budgets
     from harness.config import RunConfig, parse_params, parse_workers
+    from harness.modes import split_modes
 
     budgets = Budgets(error_budget=args.error_budget, p99_budget_ms=args.p99_budget,
                       max_memory_mb=args.max_memory, min_gain=args.min_gain)
     return RunConfig(
         scenario=args.scenario,
-        modes=[m.strip() for m in args.modes.split(",") if m.strip()],
+        modes=split_modes(args.modes),
         workers=parse_workers(args.workers), repeat=args.repeat, warmup=not args.no_warmup,
         params=parse_params(args.param), timeout_s=args.timeout,
         max_memory_mb=args.max_memory, sample_hz=args.sample_hz, on_error=args.on_error,
