@@ -257,12 +257,20 @@ def _upgrade_2_to_3(bundle: dict[str, Any]) -> dict[str, Any]:
         for row in rows:
             if "intended_ns" in row:
                 row["due_ns"] = row.pop("intended_ns")
+    lost = False
     for cell in bundle["cells"]:
+        for check in cell.get("verify") or []:
+            if check.get("name", "").startswith("lost") and "metric" not in check:
+                check["metric"], lost = "lost_updates", True  # v2's naming convention
         cell.setdefault("simplicity", _V2_SIMPLICITY.get(cell.get("mode", ""), 99))
         cell.setdefault("executor", cell.get("mode", ""))
         cell.setdefault("policy", "capped" if cell.get("mode") == "grouped" else "fifo")
         cell.setdefault("setup_s", None)
         cell.setdefault("teardown_s", None)
+    scenario = bundle["run"].setdefault("scenario", {})
+    if lost and not scenario.get("metrics"):
+        scenario["metrics"] = [{"name": "lost_updates", "unit": "updates",
+                                "lower_is_better": True, "help": ""}]
     return bundle
 
 

@@ -27,7 +27,7 @@ from harness.plan import PlannedCell, make_plan
 from harness.progress import CellProgress
 from harness.records import (CellRecord, RunRecord, asdict_record, create_run_dir,
                              write_json_atomic)
-from harness.scenario import Check, Context, ScenarioError, Unit
+from harness.scenario import Check, Context, ScenarioError, Unit, metric_values
 from harness.services.stack import ServiceStack
 from harness.sourcehash import code_hash
 
@@ -108,6 +108,11 @@ class Runner:
         self.scenario = load(config.scenario)
         self.params = self.scenario.resolve_params(config.params)
         self.modes = resolve_modes(config)
+        declared = [m.name for m in self.scenario.metrics]
+        for name in (config.budgets or {}).get("metrics") or {}:
+            if name not in declared:  # before any cell runs: a typo must not cost a run
+                raise ScenarioError(f"--budget {name}: {self.scenario.name} declares no such "
+                                    f"metric (declared: {', '.join(declared) or 'none'})")
         self.plan = make_plan(self.modes, config.repeat, config.warmup)
 
     def base_context(self, services: dict[str, dict[str, Any]], run_id: str) -> Context:
@@ -126,7 +131,8 @@ class Runner:
         record = RunRecord(
             run_id=run_id,
             scenario={"name": self.scenario.name, "path": str(self.scenario.path),
-                      "version": self.scenario.version, "code_hash": code.digest,
+                      "version": self.scenario.version,
+                      "metrics": [dataclasses.asdict(m) for m in self.scenario.metrics], "code_hash": code.digest,
                       "code_files": code.files,
                       "description": self.scenario.description, "params": self.params},
             config=cfg.to_dict(), metadata=metadata.collect(PROJECT_ROOT),
@@ -281,7 +287,9 @@ class Runner:
         if fn is None:
             return []
         try:
-            return list(fn(ctx))
+            checks = list(fn(ctx))
+            metric_values(checks, self.scenario.metrics)  # a wrong metric name says so here
+            return checks
         except Exception as exc:  # a verify that cannot run is a failed check, not a crash
             return [Check("verify", "runs", f"{type(exc).__name__}: {exc}", False)]
 

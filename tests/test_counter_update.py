@@ -26,7 +26,7 @@ def run(tmp_path, modes, workers=None, **params):
 
 def lost_by_mode(run_data):
     cells = cells_frame(run_data)
-    return dict(zip(cells["mode"], cells["lost_updates"]))
+    return dict(zip(cells["mode"], cells["metric_lost_updates"]))
 
 
 def test_naive_loses_increments_concurrently_but_not_serially(postgres, tmp_path):

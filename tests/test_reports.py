@@ -93,7 +93,7 @@ def test_run_writes_reports_and_budgets_by_default(tmp_path):
     stored = json.loads((run_dir / "run.json").read_text())
     assert stored["schema_version"] == 3
     assert stored["budgets"] == {"error_budget": 0.02, "p99_budget_ms": None,
-                                 "max_memory_mb": None, "min_gain": 0.3}
+                                 "max_memory_mb": None, "min_gain": 0.3, "metrics": {}}
     assert "error budget 2.0% of units" in (run_dir / "report.md").read_text()
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from harness.records import RunData
+from harness.scenario import ScenarioError, metric_values
 
 _CPU = ("cpu_user", "cpu_sys")
 
@@ -141,11 +142,18 @@ def db_stats(samples: pd.DataFrame) -> dict[str, Any]:
     return stats
 
 
-def lost_updates(checks: list[dict[str, Any]]) -> float | None:
-    """Lost updates a scenario's verify reported: the ``actual`` of checks whose name starts
-    with "lost" (None when it reports none)."""
-    lost = [c["actual"] for c in checks if c["name"].startswith("lost")]
-    return float(sum(lost)) if lost else None
+def declared_metrics(run: RunData) -> list[dict[str, Any]]:
+    """The scenario's declared metrics as recorded in run.json (name, unit, direction)."""
+    return list((run.run.get("scenario") or {}).get("metrics") or [])
+
+
+def cell_metrics(checks: list[dict[str, Any]], metrics: list[dict[str, Any]]) -> dict[str, float]:
+    """A cell's declared metric values; a cell whose checks name a metric wrongly (an old
+    or hand-edited record) reports none rather than failing the whole report."""
+    try:
+        return metric_values(checks, metrics)
+    except ScenarioError:
+        return {}
 
 
 def _exact_cpu(row: dict[str, Any], cell: dict[str, Any]) -> None:
@@ -183,6 +191,7 @@ def cells_frame(run: RunData, samples: pd.DataFrame | None = None,
     samples = samples_frame(run) if samples is None else samples
     units = units_frame(run) if units is None else units
     rows = []
+    metrics = declared_metrics(run)
     # Split once: a mask over every row per cell would cost cells x rows.
     units_by_cell = dict(tuple(units.groupby("cell"))) if not units.empty else {}
     samples_by_cell = dict(tuple(samples.groupby("cell"))) if not samples.empty else {}
@@ -194,7 +203,8 @@ def cells_frame(run: RunData, samples: pd.DataFrame | None = None,
         checks = cell.get("verify") or []
         row["verify_ok"] = all(c["ok"] for c in checks) if checks else None
         row["verify_failed"] = "; ".join(c["name"] for c in checks if not c["ok"])
-        row["lost_updates"] = lost_updates(checks)
+        row.update({f"metric_{name}": value
+                    for name, value in cell_metrics(checks, metrics).items()})
         row["sampler_cpu_fraction"] = cell.get("sampler", {}).get("cpu_fraction")
         cell_units = units_by_cell.get(cell["cell_id"], units.iloc[0:0])
         row["retries"] = int((cell_units["attempts"].clip(lower=1) - 1).sum()) \

@@ -8,7 +8,7 @@ columns an older table does not have, so the verdict never needs to know a mode'
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,8 @@ class ModeResult:
     harness_errors: int = 0  # counted cells whose makespan was below the scenario's bound
     baseline: bool = False   # the run's reference mode (lowest simplicity)
     bound_s: float = math.nan  # the scenario's lower bound on the makespan, when it has one
+    # Declared metrics: name -> (worst value, lower is better); NaN when not measured.
+    metrics: dict[str, tuple[float, bool]] = field(default_factory=dict)
 
     @property
     def median(self) -> float:
@@ -92,5 +94,7 @@ def mode_results(cells: pd.DataFrame, table: pd.DataFrame,
             memory_peak_mb=_number(row.get("memory_peak_mb"), _number(row.get("rss_peak_mb"))),
             harness_errors=_below_bound(mine) if math.isnan(errors) else int(errors),
             baseline=row.get("baseline") is True or row.get("baseline") is np.True_,
-            bound_s=_number(row.get("bound_s"))))
+            bound_s=_number(row.get("bound_s")),
+            metrics={m["name"]: (_number(row.get(m["name"])), m.get("lower_is_better", True))
+                     for m in table.attrs.get("metrics", [])}))
     return results

@@ -16,6 +16,8 @@ What each number means (one definition for every mode; :func:`table_notes` print
   ``~`` marks a difference from it that is not significant.
 * **efficiency** = bound / run s, never above 1: a cell measured below its bound is a
   harness error and is shown as such.
+* **declared metrics** (a scenario's ``METRICS``: duplicates, lost updates, ...) are
+  columns of their own, each the worst cell of the mode.
 
 The analysis never names a mode or a service: it reads labels and simplicity from the
 cell records.
@@ -28,7 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis.frames import cells_frame, counted, samples_frame, units_frame
+from harness.analysis.frames import (cells_frame, counted, declared_metrics, samples_frame,
+                                     units_frame)
 from harness.analysis.stats import Sample, compare_samples, makespan_sample, summarize
 from harness.records import RunData
 
@@ -68,7 +71,6 @@ COLUMNS = {
     "rollbacks": "rollbacks",
     "lock_wait_peak": "lock-wait peak",
     "connections_peak": "connections peak",
-    "lost_updates": "lost updates",
     "verify": "verify",
     "speedup": "speedup vs baseline",
     "efficiency": "efficiency vs bound",
@@ -82,8 +84,7 @@ TERMINAL_COLUMNS = ("mode", "run s [CI]", "speedup vs baseline", "latency p99 ms
 # cells-frame column -> (table key, aggregate over a mode's cells).
 _DB_COLUMNS = {"db_deadlocks": ("deadlocks", "median"), "db_rollbacks": ("rollbacks", "median"),
                "db_lock_wait_peak": ("lock_wait_peak", "max"),
-               "db_connections_peak": ("connections_peak", "max"),
-               "lost_updates": ("lost_updates", "max")}
+               "db_connections_peak": ("connections_peak", "max")}
 _MEDIANS = ("cpu_mean_pct", "cpu_peak_pct", "read_mb", "write_mb", "read_chars_mb",
             "write_chars_mb", "setup_s", "teardown_s", "cluster_cpu_mean_pct")
 _MAXIMA = ("memory_peak_mb", "rss_peak_mb", "cluster_memory_peak_mb")
@@ -146,8 +147,20 @@ def _resources(mine: pd.DataFrame) -> dict[str, Any]:
     return row
 
 
+def _metrics(mine: pd.DataFrame, metrics: list[dict[str, Any]]) -> dict[str, float]:
+    """Each declared metric's worst cell: the most duplicates, the fewest of what should
+    be many. Absent (not measured) stays NaN, never 0."""
+    row = {}
+    for metric in metrics:
+        column = f"metric_{metric['name']}"
+        values = mine[column].dropna() if column in mine else pd.Series(dtype=float)
+        worst = values.max() if metric.get("lower_is_better", True) else values.min()
+        row[metric["name"]] = float(worst) if not values.empty else np.nan
+    return row
+
+
 def _mode_row(label: str, mine: pd.DataFrame, mine_units: pd.DataFrame,
-              sample: Sample) -> dict[str, Any]:
+              sample: Sample, metrics: list[dict[str, Any]]) -> dict[str, Any]:
     summary = summarize(sample)
     walls = mine["makespan_s"].dropna()
     failed = _failed_checks(mine)
@@ -182,6 +195,7 @@ def _mode_row(label: str, mine: pd.DataFrame, mine_units: pd.DataFrame,
         "harness_errors": int((mine["status"] == HARNESS_ERROR).sum()),
         **_percentiles(mine_units),
         **_resources(mine),
+        **_metrics(mine, metrics),
     }
     row["wall_range"] = f"{row['wall_min']:.3f}-{row['wall_max']:.3f}" \
         if not np.isnan(row["wall_min"]) else "-"
@@ -189,8 +203,8 @@ def _mode_row(label: str, mine: pd.DataFrame, mine_units: pd.DataFrame,
     return row
 
 
-def mode_rows(cells: pd.DataFrame, units: pd.DataFrame,
-              timeout_s: float | None = None) -> list[dict[str, Any]]:
+def mode_rows(cells: pd.DataFrame, units: pd.DataFrame, timeout_s: float | None = None,
+              metrics: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Aggregate counted cells per mode label, in plan order."""
     rows, samples = [], {}
     kept = counted(cells)
@@ -199,7 +213,7 @@ def mode_rows(cells: pd.DataFrame, units: pd.DataFrame,
         mine_units = units[units["cell"].isin(set(mine["cell_id"]))] if not units.empty \
             else units
         samples[label] = makespan_sample(mine, timeout_s)  # cut-short cells kept, censored
-        rows.append(_mode_row(label, mine, mine_units, samples[label]))
+        rows.append(_mode_row(label, mine, mine_units, samples[label], metrics or []))
     baseline = min(rows, key=lambda r: r["simplicity"], default=None)
     for row in rows:
         row["baseline"] = row is baseline
@@ -227,7 +241,23 @@ def comparison_table(run: RunData, cells: pd.DataFrame | None = None,
     cells = cells_frame(run, samples_frame(run), units) if cells is None else cells
     if cells.empty:
         return pd.DataFrame(columns=list(COLUMNS))
-    return pd.DataFrame(mode_rows(cells, units, (run.run.get("config") or {}).get("timeout_s")))
+    metrics = declared_metrics(run)
+    table = pd.DataFrame(mode_rows(cells, units, (run.run.get("config") or {}).get("timeout_s"),
+                                   metrics))
+    table.attrs["metrics"] = metrics  # the declared columns, for every renderer
+    return table
+
+
+def metric_title(metric: dict[str, Any]) -> str:
+    """A declared metric's column title: its name in words (``lost_updates``: lost updates)."""
+    return metric["name"].replace("_", " ")
+
+
+def terminal_columns(table: pd.DataFrame) -> list[str]:
+    """The compact columns, with the scenario's declared metrics before verify."""
+    titles = [metric_title(m) for m in table.attrs.get("metrics", [])]
+    at = TERMINAL_COLUMNS.index("verify")
+    return [*TERMINAL_COLUMNS[:at], *titles, *TERMINAL_COLUMNS[at:]]
 
 
 def table_notes(table: pd.DataFrame) -> list[str]:
@@ -256,6 +286,10 @@ def display_frame(table: pd.DataFrame) -> pd.DataFrame:
     """The table with display names and rounded numbers, for terminal/Markdown/CSV."""
     shown = pd.DataFrame()
     for key, title in COLUMNS.items():
+        if key == "verify":
+            for metric in table.attrs.get("metrics", []):
+                if metric["name"] in table:
+                    shown[metric_title(metric)] = table[metric["name"]].map(_format_count)
         if key in table:
             shown[title] = table[key].map(lambda v, k=key: _format(k, v))
     if "wall_is_bound" in table and "wall_s" in table:  # a censored cell decides the median
@@ -274,6 +308,12 @@ def display_frame(table: pd.DataFrame) -> pd.DataFrame:
         shown["run s [CI]"] = [w if ci == "-" else f"{w} [{ci}]" for w, ci in
                                zip(shown[COLUMNS["wall_s"]], shown[COLUMNS["wall_ci"]])]
     return shown
+
+
+def _format_count(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "-"
+    return f"{value:g}"
 
 
 def _format(key: str, value: Any) -> str:

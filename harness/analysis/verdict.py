@@ -34,7 +34,7 @@ under ``--min-gain`` while it adds failed units, tail latency or memory; fewer t
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -45,6 +45,7 @@ from harness.analysis.results import ModeResult, mode_results
 from harness.analysis.stats import ALPHA, Difference, compare_samples
 from harness.analysis.table import comparison_table
 from harness.records import RunData
+from harness.scenario import ScenarioError
 
 __all__ = ["Analysis", "Budgets", "ModeResult", "Verdict", "analyze", "baseline_of", "decide",
            "headline", "mode_results"]
@@ -69,6 +70,7 @@ class Budgets:
     p99_budget_ms: float | None = None  # p99 latency-from-due limit
     max_memory_mb: float | None = None  # the run's --max-memory, against peak memory (PSS)
     min_gain: float = 0.2               # the gain a more complex mode must show to win
+    metrics: dict[str, float] = field(default_factory=dict)  # --budget NAME=LIMIT (declared)
 
     @classmethod
     def from_run(cls, run: dict[str, Any], **overrides: Any) -> "Budgets":
@@ -178,6 +180,20 @@ def _budget_reasons(r: ModeResult, budgets: Budgets) -> list[str]:
             and not r.statuses.get("memory-exceeded")):
         out.append(f"peak memory (PSS) {r.memory_peak_mb:.0f} MB over the memory budget "
                    f"{budgets.max_memory_mb:g} MB")
+    return out + _metric_reasons(r, budgets)
+
+
+def _metric_reasons(r: ModeResult, budgets: Budgets) -> list[str]:
+    """--budget NAME=LIMIT on a declared metric: over it (or under, where higher is
+    better) discards; not measured cannot show it is within, and discards too."""
+    out = []
+    for name, limit in budgets.metrics.items():
+        value, lower_is_better = r.metrics.get(name, (math.nan, True))
+        if math.isnan(value):
+            out.append(f"{name} not measured, so not shown within its budget {limit:g}")
+        elif (value > limit) if lower_is_better else (value < limit):
+            side = "over" if lower_is_better else "under"
+            out.append(f"{name} {value:g} {side} its budget {limit:g}")
     return out
 
 
@@ -384,6 +400,16 @@ def analyze(run: RunData, **budget_overrides: Any) -> Analysis:
     cells = cells_frame(run, samples, units)
     table = comparison_table(run, cells, units)
     budgets = Budgets.from_run(run.run, **budget_overrides)
+    check_metric_budgets(budgets, table.attrs.get("metrics", []))
     timeout_s = (run.run.get("config") or {}).get("timeout_s")
     results = mode_results(cells, table, timeout_s) if not table.empty else []
     return Analysis(run, units, samples, cells, table, decide(results, budgets))
+
+
+def check_metric_budgets(budgets: Budgets, metrics: list[dict[str, Any]]) -> None:
+    """A --budget on a metric the scenario does not declare is a usage error naming both."""
+    declared = [m["name"] for m in metrics]
+    for name in budgets.metrics:
+        if name not in declared:
+            raise ScenarioError(f"--budget {name}: the scenario declares no such metric "
+                                f"(declared: {', '.join(declared) or 'none'})")

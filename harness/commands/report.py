@@ -51,11 +51,31 @@ def add_budget_arguments(p: argparse.ArgumentParser, recorded: bool) -> None:
                    "to be recommended over a simpler one (ratio of medians - 1); also warns "
                    "when a mode gains less than this over the baseline while adding errors, "
                    f"tail latency or memory ({was or 'default 20%%'})")
+    p.add_argument("--budget", action="append", default=[], metavar="METRIC=LIMIT",
+                   help="a budget on a metric the scenario declares (see `harness list NAME`), "
+                   "e.g. --budget duplicates=0: a mode over it (under it, where higher is "
+                   "better) is discarded; repeatable")
+
+
+def parse_budgets(items: list[str]) -> dict[str, float]:
+    """``["duplicates=0", ...]`` to ``{"duplicates": 0.0}``; a bad item names itself."""
+    from harness.config import ConfigError
+
+    budgets = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            budgets[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise ConfigError(f"--budget {item!r}: expected METRIC=NUMBER, e.g. duplicates=0")
+    return budgets
 
 
 def budget_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"error_budget": args.error_budget, "p99_budget_ms": args.p99_budget,
-            "min_gain": args.min_gain}
+            "min_gain": args.min_gain, "metrics": parse_budgets(args.budget) or None}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from harness.commands.exitcodes import EXIT_CORRECTNESS, EXIT_INTERRUPTED, EXIT_OK
-from harness.commands.report import add_budget_arguments
+from harness.commands.report import add_budget_arguments, parse_budgets
 
 NAME = "run"
 HELP = ("run a scenario in every mode and print the comparison table (exit 0; 3 when no "
@@ -77,7 +77,8 @@ def config_from(args: argparse.Namespace):
     from harness.modes import split_modes
 
     budgets = Budgets(error_budget=args.error_budget, p99_budget_ms=args.p99_budget,
-                      max_memory_mb=args.max_memory, min_gain=args.min_gain)
+                      max_memory_mb=args.max_memory, min_gain=args.min_gain,
+                      metrics=parse_budgets(args.budget))
     return RunConfig(
         scenario=args.scenario,
         modes=split_modes(args.modes),

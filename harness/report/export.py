@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from harness.analysis.table import COLUMNS, TERMINAL_COLUMNS, display_frame, table_notes
+from harness.analysis.table import COLUMNS, display_frame, table_notes, terminal_columns
 from harness.analysis.verdict import Analysis
 from harness.metadata import fingerprint
 from harness.records import SCHEMA_VERSION
@@ -71,7 +71,7 @@ def report_data(analysis: Analysis) -> dict[str, Any]:
     meta = run.get("metadata") or {}
     config = run.get("config") or {}
     display = display_frame(analysis.table) if not analysis.table.empty else pd.DataFrame()
-    decisive = [c for c in TERMINAL_COLUMNS if c in display.columns]
+    decisive = [c for c in terminal_columns(analysis.table) if c in display.columns]
     if decisive:
         decisive.insert(2, COLUMNS["wall_ci_coverage"])
     more = ["mode"] + [c for c in display.columns if c not in decisive

@@ -9,7 +9,8 @@ import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 
-from harness.analysis.table import COLUMNS, TERMINAL_COLUMNS, comparison_table, display_frame, table_notes
+from harness.analysis.table import (COLUMNS, TERMINAL_COLUMNS, comparison_table, display_frame,
+                                    table_notes, terminal_columns)
 from harness.records import load_run
 from harness.report import markdown, terminal
 
@@ -34,8 +35,8 @@ def write_tables(run_dir: Path, console: Console | None = None,
     if console is not None:
         scenario = run.run.get("scenario", {})
         params = ", ".join(f"{k}={v}" for k, v in (scenario.get("params") or {}).items())
-        terminal.render(display, console, title=f"{scenario.get('name')} ({params})",
-                        notes=notes)
+        terminal.render(display, console, terminal_columns(table),
+                        title=f"{scenario.get('name')} ({params})", notes=notes)
     return table
 
 

@@ -18,12 +18,11 @@ PIPE_WIDTH = 140
 _LEFT = ("mode", "errors", "verify")
 
 
-def render(display: pd.DataFrame, console: Console, title: str = "",
+def render(display: pd.DataFrame, console: Console, columns: list[str], title: str = "",
            notes: list[str] | None = None) -> None:
-    """Print the compact comparison table and the notes on what its numbers mean."""
-    from harness.analysis.table import TERMINAL_COLUMNS
-
-    shown = [c for c in TERMINAL_COLUMNS if c in display.columns]
+    """Print the compact comparison table (``columns`` of ``display``) and the notes on
+    what its numbers mean."""
+    shown = [c for c in columns if c in display.columns]
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = max(console.width, PIPE_WIDTH)
     table = Table(title=title, show_lines=False, header_style="bold", pad_edge=False)
