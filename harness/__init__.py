@@ -1,7 +1,20 @@
 """workflow-harness: run one real workload under several execution modes and compare.
 
-The public entry points are the ``harness`` command (:mod:`harness.cli`), the scenario
-protocol (:mod:`harness.scenario`) and the records format (:mod:`harness.records`).
+The public entry points are the ``harness`` command (:mod:`harness.cli`), the Python API
+(``harness.run`` and ``harness.load``, :mod:`harness.api`), the scenario protocol
+(:mod:`harness.scenario`) and the records format (:mod:`harness.records`).
 """
 
+from typing import Any
+
 __version__ = "0.1.0"
+__all__ = ["run", "load", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: every cell process imports this package, and must not pay for pandas here.
+    if name in ("run", "load"):
+        from harness import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")

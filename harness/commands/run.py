@@ -92,12 +92,11 @@ def config_from(args: argparse.Namespace):
 
 def finish_run(run_dir: Path, args: argparse.Namespace, console: Console):
     """Table, verdict (budgets as recorded in run.json) and reports of a finished run."""
-    from harness.analysis.verdict import analyze
-    from harness.records import load_run
+    from harness.api import load
     from harness.report.export import write_report
     from harness.report.tables import print_verdict, write_tables
 
-    analysis = analyze(load_run(run_dir))
+    analysis = load(run_dir).analysis
     write_tables(run_dir, console, analysis)
     print_verdict(analysis.verdict, console)
     if not args.no_report:
@@ -107,12 +106,12 @@ def finish_run(run_dir: Path, args: argparse.Namespace, console: Console):
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
+    from harness.api import run_config
     from harness.report.tables import write_tables
-    from harness.runner import Runner, RunInterrupted
+    from harness.runner import RunInterrupted
 
-    runner = Runner(config_from(args), console)
     try:
-        run_dir = runner.run()
+        run_dir = run_config(config_from(args), console)
     except RunInterrupted as exc:
         console.print(f"[yellow]{exc}")
         write_tables(exc.run_dir, console)
@@ -124,7 +123,13 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
 def run_exit_code(table) -> int:
     """0 when at least one mode finished correctly (the table says which modes are wrong:
-    that is a finding, not a failure); 3 when no mode passed its verify checks."""
-    if table.empty or table["verify_ok"].any():
+    that is a finding, not a failure), or when the scenario checks nothing (every mode
+    "unverified": the verdict says so); 3 when no mode passed its verify checks."""
+    if table.empty:
+        return EXIT_OK
+    flags = list(table["verify_ok"])
+    if any(flag is True or flag == True for flag in flags):  # noqa: E712 (numpy bools)
+        return EXIT_OK
+    if all(flag is None or flag != flag for flag in flags):  # None or NaN: unverified
         return EXIT_OK
     return EXIT_CORRECTNESS
