@@ -44,7 +44,7 @@ def test_dom_has_the_table_verdict_and_plots(report, tmp_path):
     done = chromium(tmp_path, "--dump-dom", report.as_uri())
     assert done.returncode == 0, done.stderr[-2000:]
     dom = done.stdout
-    assert '<table id="comparison">' in dom and "<th>wall s (median)</th>" in dom
+    assert '<table id="comparison">' in dom and "<th>run s [CI]</th>" in dom
     assert 'id="verdict"' in dom and "threads" in dom
     assert dom.count('<img class="plot"') >= 5
     assert dom.count('src="data:image/png;base64,') >= 5

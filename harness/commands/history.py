@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("results"), help="results root "
                         "(default results/)")
     parser.add_argument("--metric", default="wall_s", help="a comparison-table column, e.g. "
-                        "wall_s (default, median makespan), p99_ms, rss_peak_mb, units_per_s")
+                        "wall_s (default, median run phase), p99_ms (latency from due), memory_peak_mb (PSS), units_per_s")
     parser.add_argument("--fingerprint", default=None, metavar="ID", help="only runs with "
                         "this fingerprint id (runs are comparable only when it matches)")
     parser.add_argument("--plot", type=Path, default=None, metavar="PNG", help="trend plot "
