@@ -7,10 +7,8 @@ tests are parametrized over the registry, and every policy runs on it.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from harness.executors.base import DoneFuture, Executor, ExecutorBroken, ExecutorSetup
+from harness.registry import load_plugins
 
 REGISTRY: dict[str, type[Executor]] = {}
 _HELPERS = ("base", "chunks", "dask_usage")
@@ -24,10 +22,7 @@ def register(cls: type[Executor]) -> type[Executor]:
 
 def all_executors() -> dict[str, type[Executor]]:
     """Every registered executor by name, simplest first."""
-    for info in pkgutil.iter_modules(__path__):
-        if info.name not in _HELPERS and not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
-    return dict(sorted(REGISTRY.items(), key=lambda kv: kv[1].simplicity))
+    return load_plugins(__name__, __path__, REGISTRY, _HELPERS)
 
 
 def get_executor(name: str) -> type[Executor]:

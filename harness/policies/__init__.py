@@ -7,10 +7,8 @@ are parametrized over the registry, and every executor runs under it.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from harness.policies.base import Policy, PolicyError
+from harness.registry import load_plugins
 
 REGISTRY: dict[str, type[Policy]] = {}
 
@@ -23,10 +21,7 @@ def register(cls: type[Policy]) -> type[Policy]:
 
 def all_policies() -> dict[str, type[Policy]]:
     """Every registered policy by name, simplest first."""
-    for info in pkgutil.iter_modules(__path__):
-        if info.name not in ("base", "groups") and not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
-    return dict(sorted(REGISTRY.items(), key=lambda kv: kv[1].simplicity))
+    return load_plugins(__name__, __path__, REGISTRY, ("base", "groups"))
 
 
 def get_policy(name: str) -> type[Policy]:
