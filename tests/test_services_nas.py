@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import psutil
 import pytest
 
 from harness.services.nas import NasVolume, fuse_available, mount_entry
+from harness.services.nasload import LoadModel, VolumeLoad
 
 AVAILABLE, WHY = fuse_available()
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason=f"FUSE unavailable: {WHY}")
@@ -165,3 +167,62 @@ def test_a_stale_mount_from_a_crashed_run_is_cleaned(backing, tmp_path):
     with NasVolume(backing, mnt, latency_ms=1) as volume:
         assert sorted(os.listdir(volume.mountpoint)) == sorted(os.listdir(backing))
     assert not _mounted(mnt)
+
+
+def _try_read(path: Path, errors: list[int], ok: list[str]) -> None:
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            fh.read()
+        ok.append(path.name)
+    except OSError as exc:
+        errors.append(exc.errno)
+
+
+def test_a_soft_mount_fails_queued_operations_with_eio_or_etimedout(backing, tmp_path):
+    files = sorted(backing.glob("f*.txt"))[:12]
+    with NasVolume(backing, tmp_path / "mnt", latency_ms=40, slots=1, choke_ms=0,
+                   timeout_ms=150) as volume:
+        errors: list[int] = []
+        ok: list[str] = []
+        _try_read(volume.mountpoint / files[0].name, errors, ok)
+        assert errors == [] and ok, "alone, an operation is answered within timeo"
+        threads = [threading.Thread(target=_try_read, args=(volume.mountpoint / p.name, errors, ok))
+                   for p in files]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    # 12 callers on one 40 ms slot: those queued past 150 ms give up, as `soft,timeo=` does.
+    assert errors and set(errors) <= {errno.EIO, errno.ETIMEDOUT}, errors
+    assert len(ok) >= 2
+
+
+def test_too_many_handles_on_one_file_answer_ebusy(backing, tmp_path):
+    with NasVolume(backing, tmp_path / "mnt", latency_ms=1, max_handles=2) as volume:
+        path = volume.mountpoint / "f00.txt"
+        first, second = open(path, "rb"), open(path, "rb")
+        with pytest.raises(OSError) as busy:
+            open(path, "rb")
+        assert busy.value.errno == errno.EBUSY
+        other = open(volume.mountpoint / "f01.txt", "rb")  # the limit is per file
+        first.close()
+        third = open(path, "rb")  # a released handle frees its place
+        for fh in (second, third, other):
+            fh.close()
+
+
+def test_service_time_grows_with_queue_depth_along_the_curve():
+    model = LoadModel()  # the defaults: 12 ms unloaded, about 1.8 s at 200 outstanding
+    assert model.service_s(1) == pytest.approx(0.012)
+    assert model.service_s(201) == pytest.approx(1.8, rel=0.01)
+    depths = [1, 10, 50, 100, 200]
+    assert [model.service_s(d) for d in depths] == sorted(model.service_s(d) for d in depths)
+    assert LoadModel(choke_ms=0).service_s(500) == pytest.approx(0.012)
+
+
+def test_the_load_model_times_out_a_queued_operation_without_fuse():
+    load = VolumeLoad(LoadModel(latency_ms=100, slots=1, choke_ms=0, timeout_ms=50))
+    with pytest.raises(OSError) as late:
+        with load.served():
+            pass
+    assert late.value.errno == errno.ETIMEDOUT and load.counts["etimedout"] == 1

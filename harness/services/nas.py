@@ -1,6 +1,8 @@
 """The NFS-like volume: a FUSE passthrough (mfusepy on libfuse3) that adds per-operation latency and
 serves at most ``slots`` operations at once, so per-call latency grows with concurrency as on a
-real NAS. The page cache would hide all of it, so files are opened with ``direct_io``.
+real NAS; under load it chokes (service time grows with queue depth), a soft mount times out
+(EIO/ETIMEDOUT) and too many handles on one file answer EBUSY (:mod:`harness.services.nasload`).
+The page cache would hide all of it, so files are opened with ``direct_io``.
 
 ``python -m harness.services.nas mount BACKING MOUNTPOINT`` runs the daemon in the foreground and
 unmounts cleanly on SIGTERM/SIGINT; ``NasVolume`` runs it as a child process for the harness.
@@ -25,6 +27,7 @@ from typing import Any
 
 from harness.services.children import child_env, log_tail, pid_alive, signal_group
 from harness.services.errors import ServiceError
+from harness.services.nasload import LoadModel, VolumeLoad
 
 FSNAME = "harness-nas"  # the mount's source in /proc/mounts: how a stale mount of ours is recognised
 MOUNT_TIMEOUT_S = 10.0
@@ -66,7 +69,7 @@ def fuse_available() -> tuple[bool, str]:
     return True, f"FUSE ready (libfuse {version[0]}.{version[1]})"
 
 
-def _operations(mfusepy: Any, backing: str, latency_s: float, slots: int) -> Any:
+def _operations(mfusepy: Any, backing: str, model: LoadModel) -> Any:
     """Build the passthrough operations object (its class needs the lazily imported mfusepy).
 
     mfusepy wires every attribute named like a FUSE operation as a callback, so private state uses
@@ -78,20 +81,25 @@ def _operations(mfusepy: Any, backing: str, latency_s: float, slots: int) -> Any
 
         def __init__(self) -> None:
             self._backing = backing
-            self._latency_s = latency_s
-            self._server_slots = threading.BoundedSemaphore(slots)
+            self._load = VolumeLoad(model)
 
         def _real(self, path: str) -> str:
             return os.path.join(self._backing, path.lstrip("/"))
 
         def _served(self, io: Any, *args: Any) -> Any:
             # One "server slot" is held for the round trip, then the real I/O runs: with more
-            # callers than slots they queue, as on a busy NAS. The sleep is the modelled network +
-            # server delay, on purpose (loopback has none and this kernel has no netem).
-            with self._server_slots:
-                if self._latency_s > 0:
-                    time.sleep(self._latency_s)
+            # callers than slots they queue, as on a busy NAS. The delay is modelled (loopback
+            # has none and this kernel has no netem) and grows with the queue depth.
+            with self._load.served():
                 return io(*args)
+
+        def _opened(self, path: str, *args: Any) -> int:
+            self._load.hold(path)  # EBUSY past max_handles on one file
+            try:
+                return self._served(os.open, self._real(path), *args)
+            except BaseException:
+                self._load.drop(path)
+                raise
 
         def getattr(self, path: str, fh: Any = None) -> dict[str, Any]:
             st = self._served(os.lstat, self._real(path))
@@ -107,10 +115,10 @@ def _operations(mfusepy: Any, backing: str, latency_s: float, slots: int) -> Any
             return self._served(os.readlink, self._real(path))
 
         def open(self, path: str, flags: int) -> int:
-            return self._served(os.open, self._real(path), flags)
+            return self._opened(path, flags)
 
         def create(self, path: str, mode: int, flags: int = os.O_WRONLY) -> int:
-            return self._served(os.open, self._real(path), flags | os.O_CREAT, mode)
+            return self._opened(path, flags | os.O_CREAT, mode)
 
         def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
             return self._served(os.pread, fh, size, offset)
@@ -131,6 +139,7 @@ def _operations(mfusepy: Any, backing: str, latency_s: float, slots: int) -> Any
 
         def release(self, path: str, fh: int) -> int:
             os.close(fh)
+            self._load.drop(path)
             return 0
 
         def unlink(self, path: str) -> int:
@@ -241,7 +250,7 @@ def _watch(mountpoint: Path, ready_file: Path | None, owner_pid: int | None) -> 
         time.sleep(0.5)
 
 
-def run_daemon(backing: Path, mountpoint: Path, latency_ms: float, slots: int, max_threads: int,
+def run_daemon(backing: Path, mountpoint: Path, model: LoadModel, max_threads: int,
                ready_file: Path | None = None, owner_pid: int | None = None) -> int:
     """Mount and serve in the foreground until SIGTERM/SIGINT or an external unmount."""
     mfusepy = _mfusepy()
@@ -253,7 +262,7 @@ def run_daemon(backing: Path, mountpoint: Path, latency_ms: float, slots: int, m
         mountpoint.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ServiceError(f"mountpoint {mountpoint} cannot be created ({exc.strerror}); pass a writable folder") from exc
-    ops = _operations(mfusepy, str(backing), latency_ms / 1000.0, slots)
+    ops = _operations(mfusepy, str(backing), model)
     threading.Thread(target=_watch, args=(mountpoint, ready_file, owner_pid), daemon=True).start()
     options: dict[str, Any] = {"foreground": True, "direct_io": True, "fsname": FSNAME}
     if (mfusepy.fuse_version_major, mfusepy.fuse_version_minor) >= (3, 12):
@@ -277,9 +286,13 @@ class NasVolume:
     """Mounts ``backing`` at ``mountpoint`` through the latency-adding FUSE daemon (a child process
     in its own process group). Unmounts on ``unmount()``, on leaving ``with``, and at exit."""
 
-    def __init__(self, backing: Path, mountpoint: Path, latency_ms: float = 12.0, slots: int = 8, max_threads: int = 64) -> None:
+    def __init__(self, backing: Path, mountpoint: Path, latency_ms: float = 12.0, slots: int = 8, max_threads: int = 64,
+                 **load: Any) -> None:
+        """``load``: the rest of :class:`~harness.services.nasload.LoadModel` (choke_ms, choke_depth,
+        exponent, timeout_ms, max_handles)."""
         self.backing, self.mountpoint = Path(backing).resolve(), Path(mountpoint).absolute()
         self.latency_ms, self.slots, self.max_threads = latency_ms, slots, max_threads
+        self.model = LoadModel(latency_ms=latency_ms, slots=slots, **load)
         self._proc: subprocess.Popen[bytes] | None = None
         self._tmp: Path | None = None
 
@@ -302,8 +315,7 @@ class NasVolume:
         self._tmp = Path(tempfile.mkdtemp(prefix="harness-nas-"))
         ready, log = self._tmp / "ready", self._tmp / "daemon.log"
         cmd = [sys.executable, "-m", "harness.services.nas", "mount", str(self.backing), str(self.mountpoint),
-               "--latency-ms", str(self.latency_ms), "--slots", str(self.slots), "--max-threads", str(self.max_threads),
-               "--ready-file", str(ready)]
+               *_model_args(self.model), "--max-threads", str(self.max_threads), "--ready-file", str(ready)]
         if not detach:
             cmd += ["--owner-pid", str(os.getpid())]
         with open(log, "wb") as stderr:
@@ -365,14 +377,27 @@ class NasVolume:
 
 
 # -------------------------------------------------------------------------------------------- CLI
+_MODEL_FLAGS = (("latency_ms", float, "delay per operation unloaded (open, read, getattr, readdir, ...)"),
+                ("slots", int, "operations the modelled server handles at once; more callers queue"),
+                ("choke_ms", float, "service time at --choke-depth outstanding operations (<= latency: no choking)"),
+                ("choke_depth", int, "outstanding operations at which service takes --choke-ms"),
+                ("exponent", float, "shape of the curve between the two (2 = quadratic)"),
+                ("timeout_ms", float, "soft mount timeo: an operation unanswered this long fails EIO/ETIMEDOUT (0 = hard)"),
+                ("max_handles", int, "handles one file may have open at once before EBUSY (0 = no limit)"))
+
+
+def _model_args(model: LoadModel) -> list[str]:
+    return [arg for name, _, _ in _MODEL_FLAGS for arg in ("--" + name.replace("_", "-"), str(getattr(model, name)))]
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="harness nas", description="The NFS-like FUSE volume: passthrough with per-operation latency and bounded server slots.")
     sub = p.add_subparsers(dest="command", required=True)
     m = sub.add_parser("mount", help="mount BACKING at MOUNTPOINT (foreground daemon unless --background)")
     m.add_argument("backing", type=Path, help="real folder whose files the volume serves")
     m.add_argument("mountpoint", type=Path, help="where the volume appears (created if missing)")
-    m.add_argument("--latency-ms", type=float, default=12.0, help="delay per operation (open, read, getattr, readdir, ...)")
-    m.add_argument("--slots", type=int, default=8, help="operations the modelled server handles at once; more callers queue")
+    for name, kind, text in _MODEL_FLAGS:
+        m.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(LoadModel(), name), help=text)
     m.add_argument("--max-threads", type=int, default=64, help="libfuse worker threads (its default of 10 would cap concurrency)")
     m.add_argument("--ready-file", type=Path, help="write the daemon pid here once mounted")
     m.add_argument("--owner-pid", type=int, help="unmount and exit when this process exits")
@@ -391,12 +416,14 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             print(f"{args.mountpoint} is still mounted; close the files open on it and retry", file=sys.stderr)
             return 1
+        model = LoadModel(**{name: getattr(args, name) for name, _, _ in _MODEL_FLAGS})
         if args.background:
-            volume = NasVolume(args.backing, args.mountpoint, args.latency_ms, args.slots, args.max_threads)
+            load = {k: v for k, v in vars(model).items() if k not in ("latency_ms", "slots")}
+            volume = NasVolume(args.backing, args.mountpoint, model.latency_ms, model.slots, args.max_threads, **load)
             volume.mount(detach=True)
             print(f"mounted {volume.mountpoint} (daemon pid {volume.pid}); unmount with: harness nas unmount {volume.mountpoint}")
             return 0
-        return run_daemon(args.backing, args.mountpoint, args.latency_ms, args.slots, args.max_threads, args.ready_file, args.owner_pid)
+        return run_daemon(args.backing, args.mountpoint, model, args.max_threads, args.ready_file, args.owner_pid)
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
