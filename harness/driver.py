@@ -187,7 +187,10 @@ class Driver:
         stop_now = False
         with self._cond:
             self._outstanding -= 1
-            self.policy.finished(unit)
+            if self.policy.sees_records:
+                self.policy.finished(unit, record)
+            else:
+                self.policy.finished(unit)
             if not self._stopping and (self.broken or (self.stop_on_error
                                                        and record[STATUS] == "error")):
                 self._stopping = stop_now = True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness.policies.capped import Capped
+from harness.policies.fanout import Fanout
 from harness.policies.fifo import Fifo
 from harness.policies.interleave import Interleave
 from harness.scenario import Unit
@@ -78,6 +79,31 @@ def test_capped_reads_its_arguments_from_the_spec():
     assert (policy.cap, policy.stagger_ns, policy.label()) == (4, 50_000_000, "capped(4,50ms)")
     with pytest.raises(ValueError, match="capped: cap"):
         Capped.from_args(["zero"], {}, capacity=8)
+
+
+def test_fanout_gives_each_group_worker_its_handlers_and_moves_on_when_done():
+    policy = Fanout.from_args(["2", "2"], {}, capacity=100)
+    assert policy.label() == "fanout(2,2)"
+    for unit in _units({"a": 3, "b": 2, "c": 1}):
+        policy.arrive(unit)
+    assert [policy.next(0).id for _ in range(4)] == ["a0", "b0", "a1", "b1"]
+    assert policy.next(0) is None  # two workers, each at its two handlers; c waits
+    for done in ("b0", "b1"):
+        policy.finished(Unit(done, "b"))
+    assert [policy.next(0).id for _ in range(1)] == ["c0"]  # b's worker took the next group
+    policy.finished(Unit("a0", "a"))
+    assert policy.next(0).id == "a2"
+    assert policy.info()["peak_in_flight"] == 4
+
+
+def test_fanout_by_default_hands_out_everything_at_once():
+    policy = Fanout.from_args([], {}, capacity=10_000)
+    for unit in _units({f"s{i:02d}": 500 for i in range(20)}):
+        policy.arrive(unit)
+    handed = 0
+    while policy.next(0) is not None:
+        handed += 1
+    assert handed == 10_000 and policy.pending == 0
 
 
 @pytest.mark.parametrize("mode", ["serial", "threads"])

@@ -81,8 +81,14 @@ class Policy(ABC):
         None when only a finished unit can free one."""
         return None
 
-    def finished(self, unit: Unit) -> None:
-        """A unit handed out earlier has finished (ok, failed or not run)."""
+    #: True for a policy that adapts to outcomes: the driver then passes each unit's record
+    #: tuple (``harness.outcomes`` field order) to ``finished``; others are called with the unit
+    #: alone, so a policy written before records were passed keeps working.
+    sees_records: ClassVar[bool] = False
+
+    def finished(self, unit: Unit, record: tuple[Any, ...] | None = None) -> None:
+        """A unit handed out earlier has finished (ok, failed or not run); ``record`` is its
+        record tuple when the policy ``sees_records``."""
 
     @property
     @abstractmethod

@@ -65,7 +65,7 @@ class Capped(Policy):
                   if self._groups.queues[g] and i * self.stagger_ns > now_ns]
         return min(starts) if starts else None
 
-    def finished(self, unit: Unit) -> None:
+    def finished(self, unit: Unit, record: tuple[Any, ...] | None = None) -> None:
         self._running[unit.group] -= 1
         self._in_flight -= 1
 

@@ -1,0 +1,82 @@
+"""fanout(workers, handlers): the naive parallel pipeline, as the article built it.
+
+``workers`` group workers each take a group (a supplier) and fan out to ``handlers`` file
+handlers at once; a worker moves to the next group only when its group is done. No stagger,
+no per-supplier gentleness: the default, 20 x 500, hands out every file of the article's
+10,000 at once. Give the executor the capacity (``threads[10000]+fanout``) or the executor's
+pool is what actually caps it; the label says both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.policies import register
+from harness.policies.base import Policy, PolicyError, parse_count
+from harness.policies.groups import GroupQueues
+from harness.scenario import Unit
+
+
+@register
+class Fanout(Policy):
+    name = "fanout"
+    description = "naive fan-out: W group workers x M handlers each, all at once: fanout(W,M)"
+    simplicity = 1
+
+    def __init__(self, capacity: int, workers: int = 20, handlers: int = 500):
+        super().__init__(capacity)
+        self.workers, self.handlers = workers, handlers
+        self._groups = GroupQueues()
+        self._running: dict[str, int] = {}
+        self._active: set[str] = set()    # groups a worker holds (started, not yet done)
+        self._in_flight = 0
+        self._peak = 0
+
+    @classmethod
+    def from_args(cls, args: list[str], defaults: dict[str, Any], capacity: int) -> "Fanout":
+        if len(args) > 2:
+            raise PolicyError(f"fanout takes (workers, handlers), got {','.join(args)!r}")
+        workers = parse_count(args[0], "fanout: workers") if args else 20
+        handlers = parse_count(args[1], "fanout: handlers") if len(args) > 1 else 500
+        return cls(capacity, workers, handlers)
+
+    def label(self) -> str:
+        return f"fanout({self.workers},{self.handlers})"
+
+    def arrive(self, unit: Unit) -> None:
+        self._groups.add(unit)
+        self._running.setdefault(unit.group, 0)
+
+    def next(self, now_ns: int) -> Unit | None:
+        if self._in_flight >= self.capacity:
+            return None
+
+        def allowed(group: str, index: int) -> bool:
+            if group in self._active:
+                return self._running[group] < self.handlers
+            return len(self._active) < self.workers
+
+        unit = self._groups.take(allowed)
+        if unit is not None:
+            self._active.add(unit.group)
+            self._running[unit.group] += 1
+            self._in_flight += 1
+            self._peak = max(self._peak, self._in_flight)
+        return unit
+
+    def finished(self, unit: Unit, record: tuple[Any, ...] | None = None) -> None:
+        self._running[unit.group] -= 1
+        self._in_flight -= 1
+        if not self._running[unit.group] and not self._groups.queues[unit.group]:
+            self._active.discard(unit.group)  # this worker is free for the next group
+
+    @property
+    def pending(self) -> int:
+        return self._groups.queued
+
+    def remaining(self) -> list[Unit]:
+        return self._groups.drain()
+
+    def info(self) -> dict[str, Any]:
+        return {"fanout_workers": self.workers, "fanout_handlers": self.handlers,
+                "groups": len(self._groups.order), "peak_in_flight": self._peak}
