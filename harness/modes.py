@@ -24,7 +24,8 @@ DEFAULT_MODES = ("serial", "grouped", "threads", "asyncio", "processes", "dask")
 # Added after the capped hybrid when the units have several groups: it reorders like the
 # hybrid without capping, so the table tells what the cap buys apart from the order.
 INTERLEAVE_CONTROL = "threads+interleave"
-_SPEC = re.compile(r"^(?P<executor>[a-z_]+)(\+(?P<policy>[a-z_]+)(\((?P<args>[^)]*)\))?)?$")
+_SPEC = re.compile(r"^(?P<executor>[a-z_]+)(\[(?P<workers>[0-9]+)\])?"
+                   r"(\+(?P<policy>[a-z_]+)(\((?P<args>[^)]*)\))?)?$")
 
 
 class ModeError(ValueError):
@@ -52,10 +53,12 @@ class ModeSpec:
     executor: str
     policy: str = "fifo"
     policy_args: tuple[str, ...] = ()
+    workers: int | None = None  # ``threads[64]``: the spec fixes its worker count (sweeps)
 
     @classmethod
     def parse(cls, text: str) -> "ModeSpec":
-        """Parse ``executor[+policy[(args)]]`` (or an alias); ModeError naming what is wrong."""
+        """Parse ``executor[[workers]][+policy[(args)]]`` (or an alias), e.g. ``threads[64]``;
+        ModeError naming what is wrong."""
         canonical = ALIASES.get(text.strip(), text.strip())
         match = _SPEC.match(canonical.replace(" ", ""))
         if not match:
@@ -67,7 +70,10 @@ class ModeSpec:
         except (ValueError, PolicyError) as exc:
             raise ModeError(f"--modes {text!r}: {exc}") from None
         args = tuple(a.strip() for a in (match["args"] or "").split(",") if a.strip())
-        return cls(text.strip(), match["executor"], match["policy"] or "fifo", args)
+        workers = int(match["workers"]) if match["workers"] else None
+        if workers is not None and workers < 1:
+            raise ModeError(f"--modes {text!r}: the worker count in [..] must be at least 1")
+        return cls(text.strip(), match["executor"], match["policy"] or "fifo", args, workers)
 
     @property
     def executor_class(self) -> type[Executor]:

@@ -165,6 +165,8 @@ class Runner:
         """A mode spec, the options it runs with here and its label."""
         spec = ModeSpec.parse(name)
         options = self.config.mode_options(name, spec.executor_class.default_workers)
+        if spec.workers is not None:  # threads[64]: the spec's own count wins (sweep points)
+            options = dataclasses.replace(options, workers=spec.workers)
         if not spec.executor_class.shows_workers:
             options = dataclasses.replace(options, workers=1)  # a loop has one worker
         return spec, options, spec.label(self.scenario, options)
@@ -198,12 +200,17 @@ class Runner:
             self._add_controls(ctx, record)
         write_json_atomic(run_dir / "run.json", asdict_record(record))
         try:
-            with CellProgress(self.console, self.config.progress, len(self.plan)) as progress:
-                for cell in self.plan:
-                    self._run_cell(cell, ctx, stack, run_dir, progress)
+            self._run_plan(ctx, stack, record, run_dir)
         finally:
             if mod.has("teardown"):
                 mod.module.teardown(ctx)
+
+    def _run_plan(self, ctx: Context, stack: ServiceStack, record: RunRecord,
+                  run_dir: Path) -> None:
+        """Every planned cell in order (a sweep overrides this to choose cells as it goes)."""
+        with CellProgress(self.console, self.config.progress, len(self.plan)) as progress:
+            for cell in self.plan:
+                self._run_cell(cell, ctx, stack, run_dir, progress)
 
     def _add_controls(self, ctx: Context, record: RunRecord) -> None:
         """Extend the default plan with the interleave control where groups matter."""

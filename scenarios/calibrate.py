@@ -17,6 +17,7 @@ import heapq
 import math
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +36,9 @@ PARAMS = (
     Param("fail_every", 0, "test hook: every Nth unit raises (0 = never)", minimum=0),
     Param("crash_at", -1, "test hook: the cell process dies at this unit index (-1 = never)"),
     Param("alloc_mb", 0.0, "test hook: each unit keeps this many MB alive", minimum=0.0),
+    Param("lock_fraction", 0.0, "io: each unit holds one shared lock exclusively for this "
+          "fraction of its cost, stopping every other unit meanwhile (Amdahl's serial "
+          "fraction: the sweep's USL fit must recover it as sigma)", minimum=0.0, maximum=1.0),
 )
 
 _kept: list[bytearray] = []  # alloc_mb test hook: memory that grows with every unit
@@ -81,10 +85,57 @@ def _receipt(unit: Unit, ctx: Context) -> None:
         os.close(fd)
 
 
+class _StopTheWorld:
+    """A shared lock with Amdahl's semantics: while one unit holds it exclusively no other unit
+    progresses. The parallel part runs in short slices, each admitted only when no one holds or
+    waits for the lock (writer preference), so a waiting holder stops the world within a slice."""
+
+    SLICE_S = 0.002
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._exclusive = False
+        self._waiting = 0
+
+    def parallel(self, seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while (left := end - time.perf_counter()) > 0:
+            with self._cond:
+                while self._exclusive or self._waiting:
+                    paused = time.perf_counter()
+                    self._cond.wait()
+                    end += time.perf_counter() - paused  # no progress while the world stops
+            time.sleep(min(self.SLICE_S, left))
+
+    def exclusive(self, seconds: float) -> None:
+        with self._cond:
+            self._waiting += 1
+            while self._exclusive:
+                self._cond.wait()
+            self._waiting -= 1
+            self._exclusive = True
+        try:
+            time.sleep(seconds)  # slices in flight finish within SLICE_S: negligible overlap
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+_world = _StopTheWorld()
+
+
+def _locked(seconds: float, fraction: float) -> None:
+    _world.parallel(seconds * (1 - fraction))
+    _world.exclusive(seconds * fraction)
+
+
 def work(unit: Unit, ctx: Context) -> UnitResult:
     _hooks(unit, ctx)
     seconds = ctx.params["cost_ms"] / 1000
-    if ctx.params["kind"] == "io":
+    if ctx.params["kind"] == "io" and ctx.params["lock_fraction"]:
+        _locked(seconds, ctx.params["lock_fraction"])
+    elif ctx.params["kind"] == "io":
         time.sleep(seconds)
     else:
         _spin(seconds)
@@ -95,7 +146,9 @@ def work(unit: Unit, ctx: Context) -> UnitResult:
 async def awork(unit: Unit, ctx: Context) -> UnitResult:
     _hooks(unit, ctx)
     seconds = ctx.params["cost_ms"] / 1000
-    if ctx.params["kind"] == "io":
+    if ctx.params["kind"] == "io" and ctx.params["lock_fraction"]:
+        await asyncio.to_thread(_locked, seconds, ctx.params["lock_fraction"])
+    elif ctx.params["kind"] == "io":
         await asyncio.sleep(seconds)
     else:
         _spin(seconds)  # CPU work blocks the event loop, as it would in real code
@@ -170,10 +223,15 @@ def bound(ctx: Context, executor: str) -> float:
     # by the GIL; worker processes are limited by the cores.
     cpu_floor = n * cost if executor in ("serial", "threads", "asyncio") \
         else n * cost / min(workers, cores or 1)
+    fraction = ctx.params["lock_fraction"] if not cpu else 0.0
+    if fraction and executor in ("serial", "threads", "asyncio"):
+        # One interpreter shares the lock: its parts are serial and stop everyone else, the
+        # rest runs at most ``workers`` at a time (Amdahl's law).
+        cpu_floor = max(cost, n * cost * (fraction + (1 - fraction) / min(workers, n or 1)))
     if ctx.extra.get("policy") == "capped":
         options = ctx.extra.get("policy_options", {})
         span = simulate_grouped(group_sizes(ctx), cost, options.get("group_cap", 3),
                                 options.get("stagger_s", 0.2), workers)
     else:
         span = math.ceil(n / workers) * cost
-    return max(span, cpu_floor) if cpu else span
+    return max(span, cpu_floor) if cpu or fraction else span

@@ -5,4 +5,4 @@ Each module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and
 ``COMMAND_MODULES``.
 """
 
-COMMAND_MODULES = ("list", "run", "report", "compare", "history", "nightly", "serve", "nas")
+COMMAND_MODULES = ("list", "run", "report", "compare", "history", "nightly", "serve", "nas", "sweep")

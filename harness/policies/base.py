@@ -52,6 +52,9 @@ class Policy(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     simplicity: ClassVar[int]     # added to the executor's: lower is simpler
+    #: The positional arguments of the spec, (name, default): what ``harness sweep --vary``
+    #: can vary, e.g. capped's ("cap", "3"), ("stagger", "200ms").
+    params: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, capacity: int):
         self.capacity = max(1, capacity)

@@ -21,6 +21,7 @@ class Capped(Policy):
     name = "capped"
     description = "per-group cap with staggered group starts: capped(cap,stagger)"
     simplicity = 2
+    params = (("cap", "3"), ("stagger", "200ms"))
 
     def __init__(self, capacity: int, cap: int = 3, stagger_s: float = 0.2):
         super().__init__(capacity)

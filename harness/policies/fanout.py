@@ -22,6 +22,7 @@ class Fanout(Policy):
     name = "fanout"
     description = "naive fan-out: W group workers x M handlers each, all at once: fanout(W,M)"
     simplicity = 1
+    params = (("group_workers", "20"), ("handlers", "500"))
 
     def __init__(self, capacity: int, workers: int = 20, handlers: int = 500):
         super().__init__(capacity)
