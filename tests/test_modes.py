@@ -18,7 +18,7 @@ from tests.runhelp import run_scenario
 IO_PARAMS = {"units": 24, "groups": 4, "cost_ms": 40}
 TOLERANCE = {"serial": 0.05, "threads": 0.15, "asyncio": 0.15}
 POLICY_SPECS = {"fifo": "", "interleave": "+interleave", "capped": "+capped(2,50ms)",
-                "fanout": "+fanout(2,2)"}
+                "fanout": "+fanout(2,2)", "adaptive": "+adaptive(1,4)"}
 
 
 def _available(name: str) -> None:

@@ -1,0 +1,128 @@
+"""adaptive(start, max): a per-group concurrency limit that finds the cap by itself, in the
+manner of Netflix's concurrency-limits (its AIMD limit with a latency threshold).
+
+Each group (a supplier) starts at ``start`` units at once. Every unit that finishes cleanly
+with a service time near the group's unloaded minimum adds ``1 / limit`` (about one more
+unit per round of completions: additive increase); a failed unit, a unit that met 429s, or
+one whose service time grew past ``TOLERANCE`` x the minimum multiplies the limit by
+``BACKOFF`` (multiplicative decrease), once per burst: units that started before the last
+cut do not cut again, so one burst of rejections does not collapse it. The limit's trajectory goes into the cell record
+(``info()["limit_trajectory"]``) and the report plots it.
+
+Outcomes come from the records the driver passes (``sees_records``); the policy still never
+reads a clock: a record's own end time stamps the trajectory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.outcomes import END, START, STATUS
+from harness.policies import register
+from harness.policies.base import Policy, PolicyError, parse_count
+from harness.policies.groups import GroupQueues
+from harness.scenario import Unit
+
+RETRIES = 12          # index of the retries-by-cause dict in a record tuple
+TOLERANCE = 2.0       # service time above this multiple of the minimum counts as queueing
+BACKOFF = 0.5         # multiplicative decrease on errors, 429s or latency growth
+MAX_TRAJECTORY = 5000  # points kept in the cell record (later changes are counted only)
+
+
+class _Limit:
+    """One group's limit and what it has seen."""
+
+    def __init__(self, start: float):
+        self.limit = start
+        self.running = 0
+        self.min_service_ns: int | None = None
+        self.cut_at_ns = -1  # end of the unit that caused the last decrease
+
+    def observe(self, start_ns: int, end_ns: int, bad: bool, ceiling: int) -> str:
+        """Adjust to one finished unit; what happened: "up", "down" or "hold"."""
+        service_ns = max(0, end_ns - start_ns)
+        if self.min_service_ns is None or (not bad and service_ns < self.min_service_ns):
+            self.min_service_ns = max(1, service_ns)
+        slow = service_ns > TOLERANCE * self.min_service_ns
+        if bad or slow:
+            if start_ns < self.cut_at_ns:
+                return "hold"  # started before the last cut: the same congestion, seen late
+            self.limit, self.cut_at_ns = max(1.0, self.limit * BACKOFF), end_ns
+            return "down"
+        self.limit = min(float(ceiling), self.limit + 1.0 / self.limit)
+        return "up"
+
+
+@register
+class Adaptive(Policy):
+    name = "adaptive"
+    description = "per-group AIMD concurrency limit: rises while latency stays low, cuts on errors/429s"
+    simplicity = 3
+    params = (("start", "1"), ("max", "32"))
+    sees_records = True
+
+    def __init__(self, capacity: int, start: int = 1, maximum: int = 32):
+        super().__init__(capacity)
+        self.start, self.maximum = start, maximum
+        self._groups = GroupQueues()
+        self._limits: dict[str, _Limit] = {}
+        self._in_flight = 0
+        self._trajectory: list[tuple[int, str, float]] = []
+        self._events = {"up": 0, "down": 0, "hold": 0}
+
+    @classmethod
+    def from_args(cls, args: list[str], defaults: dict[str, Any], capacity: int) -> "Adaptive":
+        if len(args) > 2:
+            raise PolicyError(f"adaptive takes (start, max), got {','.join(args)!r}")
+        start = parse_count(args[0], "adaptive: start") if args else 1
+        maximum = parse_count(args[1], "adaptive: max") if len(args) > 1 else 32
+        if maximum < start:
+            raise PolicyError(f"adaptive: max ({maximum}) below start ({start})")
+        return cls(capacity, start, maximum)
+
+    def label(self) -> str:
+        return f"adaptive({self.start},{self.maximum})"
+
+    def arrive(self, unit: Unit) -> None:
+        self._groups.add(unit)
+        if unit.group not in self._limits:
+            self._limits[unit.group] = _Limit(float(self.start))
+            self._trajectory.append((0, unit.group, float(self.start)))
+
+    def next(self, now_ns: int) -> Unit | None:
+        if self._in_flight >= self.capacity:
+            return None
+        limits = self._limits
+        unit = self._groups.take(lambda group, index: limits[group].running < int(limits[group].limit))
+        if unit is not None:
+            limits[unit.group].running += 1
+            self._in_flight += 1
+        return unit
+
+    def finished(self, unit: Unit, record: tuple[Any, ...] | None = None) -> None:
+        state = self._limits[unit.group]
+        state.running -= 1
+        self._in_flight -= 1
+        if record is None or record[STATUS] == "not-run":
+            return
+        retries = record[RETRIES] or {}
+        bad = record[STATUS] != "ok" or bool(retries.get("429")) or bool(retries.get("5xx"))
+        before = state.limit
+        event = state.observe(record[START], record[END], bad, self.maximum)
+        self._events[event] += 1
+        if state.limit != before and len(self._trajectory) < MAX_TRAJECTORY:
+            self._trajectory.append((int(record[END]), unit.group, round(state.limit, 3)))
+
+    @property
+    def pending(self) -> int:
+        return self._groups.queued
+
+    def remaining(self) -> list[Unit]:
+        return self._groups.drain()
+
+    def info(self) -> dict[str, Any]:
+        finals = {g: round(s.limit, 3) for g, s in self._limits.items()}
+        return {"adaptive_start": self.start, "adaptive_max": self.maximum,
+                "groups": len(self._groups.order), "limit_final": finals,
+                "limit_events": dict(self._events),
+                "limit_trajectory": [list(point) for point in self._trajectory]}
