@@ -19,8 +19,8 @@ from typing import Any
 
 from harness.outcomes import END, START, STATUS
 from harness.policies import register
-from harness.policies.base import Policy, PolicyError, parse_count
-from harness.policies.groups import GroupQueues
+from harness.policies.base import PolicyError, parse_count
+from harness.policies.groups import GroupedPolicy
 from harness.scenario import Unit
 
 RETRIES = 12          # index of the retries-by-cause dict in a record tuple
@@ -54,7 +54,7 @@ class _Limit:
 
 
 @register
-class Adaptive(Policy):
+class Adaptive(GroupedPolicy):
     name = "adaptive"
     description = "per-group AIMD concurrency limit: rises while latency stays low, cuts on errors/429s"
     simplicity = 3
@@ -64,7 +64,6 @@ class Adaptive(Policy):
     def __init__(self, capacity: int, start: int = 1, maximum: int = 32):
         super().__init__(capacity)
         self.start, self.maximum = start, maximum
-        self._groups = GroupQueues()
         self._limits: dict[str, _Limit] = {}
         self._in_flight = 0
         self._trajectory: list[tuple[int, str, float]] = []
@@ -112,13 +111,6 @@ class Adaptive(Policy):
         self._events[event] += 1
         if state.limit != before and len(self._trajectory) < MAX_TRAJECTORY:
             self._trajectory.append((int(record[END]), unit.group, round(state.limit, 3)))
-
-    @property
-    def pending(self) -> int:
-        return self._groups.queued
-
-    def remaining(self) -> list[Unit]:
-        return self._groups.drain()
 
     def info(self) -> dict[str, Any]:
         finals = {g: round(s.limit, 3) for g, s in self._limits.items()}

@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from harness.policies import register
-from harness.policies.base import Policy, PolicyError, parse_count, parse_seconds
-from harness.policies.groups import GroupQueues
+from harness.policies.base import PolicyError, parse_count, parse_seconds
+from harness.policies.groups import GroupedPolicy
 from harness.scenario import Unit
 
 
 @register
-class Capped(Policy):
+class Capped(GroupedPolicy):
     name = "capped"
     description = "per-group cap with staggered group starts: capped(cap,stagger)"
     simplicity = 2
@@ -26,7 +26,6 @@ class Capped(Policy):
     def __init__(self, capacity: int, cap: int = 3, stagger_s: float = 0.2):
         super().__init__(capacity)
         self.cap, self.stagger_ns = cap, int(stagger_s * 1e9)
-        self._groups = GroupQueues()
         self._running: dict[str, int] = {}
         self._peak: dict[str, int] = {}
         self._in_flight = 0
@@ -69,13 +68,6 @@ class Capped(Policy):
     def finished(self, unit: Unit, record: tuple[Any, ...] | None = None) -> None:
         self._running[unit.group] -= 1
         self._in_flight -= 1
-
-    @property
-    def pending(self) -> int:
-        return self._groups.queued
-
-    def remaining(self) -> list[Unit]:
-        return self._groups.drain()
 
     def info(self) -> dict[str, Any]:
         return {"group_cap": self.cap, "stagger_s": self.stagger_ns / 1e9,

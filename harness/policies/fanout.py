@@ -12,13 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from harness.policies import register
-from harness.policies.base import Policy, PolicyError, parse_count
-from harness.policies.groups import GroupQueues
+from harness.policies.base import PolicyError, parse_count
+from harness.policies.groups import GroupedPolicy
 from harness.scenario import Unit
 
 
 @register
-class Fanout(Policy):
+class Fanout(GroupedPolicy):
     name = "fanout"
     description = "naive fan-out: W group workers x M handlers each, all at once: fanout(W,M)"
     simplicity = 1
@@ -27,7 +27,6 @@ class Fanout(Policy):
     def __init__(self, capacity: int, workers: int = 20, handlers: int = 500):
         super().__init__(capacity)
         self.workers, self.handlers = workers, handlers
-        self._groups = GroupQueues()
         self._running: dict[str, int] = {}
         self._active: set[str] = set()    # groups a worker holds (started, not yet done)
         self._in_flight = 0
@@ -70,13 +69,6 @@ class Fanout(Policy):
         self._in_flight -= 1
         if not self._running[unit.group] and not self._groups.queues[unit.group]:
             self._active.discard(unit.group)  # this worker is free for the next group
-
-    @property
-    def pending(self) -> int:
-        return self._groups.queued
-
-    def remaining(self) -> list[Unit]:
-        return self._groups.drain()
 
     def info(self) -> dict[str, Any]:
         return {"fanout_workers": self.workers, "fanout_handlers": self.handlers,

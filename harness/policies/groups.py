@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable
 
+from harness.policies.base import Policy
 from harness.scenario import Unit
 
 
@@ -45,3 +46,22 @@ class GroupQueues:
             queue.clear()
         self.queued = 0
         return units
+
+
+class GroupedPolicy(Policy):
+    """A policy that queues units per group (interleave, capped, fanout, adaptive): the
+    queue, what waits in it and what a stop leaves behind."""
+
+    def __init__(self, capacity: int):
+        super().__init__(capacity)
+        self._groups = GroupQueues()
+
+    def arrive(self, unit: Unit) -> None:
+        self._groups.add(unit)
+
+    @property
+    def pending(self) -> int:
+        return self._groups.queued
+
+    def remaining(self) -> list[Unit]:
+        return self._groups.drain()
