@@ -65,8 +65,10 @@ def load_pandas(eng: Engine, schema: str, file: str, file_id: int, data: bytes,
             return result(plan, skipped=True)
         if plan.rows:
             frame = plan.typed().to_pandas()
+            # The column types come from the Core table: pandas would send Decimal as text.
+            types = {c.name: c.type for c in tables(schema).staging.columns}
             frame.to_sql("staging", conn, schema=schema, if_exists="append", index=False,
-                         method="multi", chunksize=PANDAS_CHUNK)
+                         method="multi", chunksize=PANDAS_CHUNK, dtype=types)
         _quarantine(conn, schema, plan)
     return result(plan)
 
