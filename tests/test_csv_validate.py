@@ -48,7 +48,9 @@ def verdicts(data: bytes, encoding: str = "utf-8") -> dict[int, str]:
     ("ts", b"2024-03-01T12:34:56", "timestamp_without_zone"),
     ("ts", b"2024-03-01 12:34:56+01:00", "ok"), ("ts", b"2024-03-01T12:34:56.5-0330", "ok"),
     ("ts", b"2024-02-30T08:00:00Z", "bad_timestamp"), ("ts", b"2024-02-29T08:00:00Z", "ok"),
-    ("ts", b"2023-02-29T08:00:00Z", "bad_timestamp"), ("ts", b"2024-03-01T23:59:60Z", "bad_timestamp"),
+    ("ts", b"2023-02-29T08:00:00Z", "bad_timestamp"), ("ts", b"1900-02-29T00:00:00Z", "bad_timestamp"),
+    ("ts", b"2000-02-29T00:00:00Z", "ok"), ("ts", b"0000-01-01T00:00:00Z", "bad_timestamp"),
+    ("ts", b"2024-04-31T00:00:00Z", "bad_timestamp"), ("ts", b"2024-12-31T00:00:00Z", "ok"), ("ts", b"2024-03-01T23:59:60Z", "bad_timestamp"),
     ("sku", b"", "missing_field"), ("note", b"", "ok"), ("note", b"x" * 1025, "oversized_field"),
 ])
 def test_the_rule_decides_not_the_server(column: str, value: bytes, reason: str) -> None:

@@ -231,7 +231,7 @@ def _quote_spans(lines: list[bytes], start: int, ncols: int) -> tuple[list[Rejec
 
 
 # ------------------------------------------------------------------------ records
-def _parse(lines: list[bytes], names: list[str]) -> tuple[pa.Table, list[int]]:
+def _parse(body: bytes, names: list[str]) -> tuple[pa.Table, list[int]]:
     """pyarrow's reader over one-record lines: the table and the 0-based positions of
     the lines with the wrong number of fields (not in the table)."""
     wrong: list[int] = []
@@ -241,7 +241,7 @@ def _parse(lines: list[bytes], names: list[str]) -> tuple[pa.Table, list[int]]:
         return "skip"
 
     table = pacsv.read_csv(
-        io.BytesIO(b"\n".join(lines)),
+        io.BytesIO(body),
         read_options=pacsv.ReadOptions(column_names=names, use_threads=False),
         parse_options=pacsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=False,
                                          invalid_row_handler=invalid),
@@ -251,15 +251,21 @@ def _parse(lines: list[bytes], names: list[str]) -> tuple[pa.Table, list[int]]:
 
 
 def _judged(checked: Checked, lines: list[bytes], candidates: list[int],
-            names: list[str]) -> None:
-    """Parse and judge the candidate lines; fill ``checked``'s table and rejections."""
-    table, wrong = _parse([lines[i] for i in candidates], names)
+            names: list[str], body: bytes | None) -> None:
+    """Parse and judge the candidate lines (``body``: the file's bytes from the first
+    candidate on, when they are exactly the candidates); fill ``checked``."""
+    if body is not None:
+        table, wrong = _parse(body, names)
+        if table.num_rows + len(wrong) != len(candidates):  # pyarrow split lines otherwise
+            body = None
+    if body is None:
+        table, wrong = _parse(b"\n".join(map(lines.__getitem__, candidates)), names)
     for k in wrong:
         i = candidates[k]
         checked.rejected.append(Rejected(i + 1, "wrong_column_count", f"expected {len(names)} "
                                          f"fields, got {_fields(lines[i])}", lines[i]))
     parsed = np.delete(np.asarray(candidates, dtype=np.int32), wrong)
-    codes = rowrule.judge(table)
+    codes = rowrule.judge(table, max(map(len, lines)))
     for k in np.flatnonzero(codes):
         reason = rowrule.FIELD_REASONS[codes[k]]
         i = int(parsed[k])
@@ -268,6 +274,16 @@ def _judged(checked: Checked, lines: list[bytes], candidates: list[int],
     valid = codes == 0
     checked.table = table.filter(pa.array(valid)) if not valid.all() else table
     checked.line_numbers = parsed[valid] + 1
+
+
+_BLANK_STARTS = tuple(a + b for a in (b"\n", b"\r") for b in (b"\n", b"\r", b" ", b"\t", b","))
+
+
+def _may_have_blank(data: bytes) -> bool:
+    """False when no line can be blank: no line starts with a space, tab or comma and no
+    line is empty (C-level substring searches; most files have no blank line)."""
+    return data[:1] in (b" ", b"\t", b",", b"\n", b"\r") or any(
+        s in data for s in _BLANK_STARTS if s != b"\r\n")
 
 
 def _flags(values) -> list[int]:
@@ -287,8 +303,10 @@ def check_file(data: bytes, encoding: str = "utf-8") -> Checked:
         return Checked(rejected=[Rejected(0, "empty_file", "no lines", b"", 0)], note=note)
     lines, rejected = _decode(raw_lines, encoding)
     skipped = dict.fromkeys(SKIP_REASONS, 0)
-    blank = set(_flags(map(operator.not_, map(bytes.strip, lines, repeat(b" \t,")))))
-    blank -= {r.line - 1 for r in rejected}
+    blank: set[int] = set()
+    if _may_have_blank(data):
+        blank = set(_flags(map(operator.not_, map(bytes.strip, lines, repeat(b" \t,")))))
+        blank -= {r.line - 1 for r in rejected}
     head = next((i for i in range(len(lines)) if i not in blank), None)
     if head is None or rejected and rejected[0].line - 1 == head:
         return _whole("bad_header", "no header line" if head is None else "the header is "
@@ -303,11 +321,15 @@ def check_file(data: bytes, encoding: str = "utf-8") -> Checked:
         checked.rejected += [r for r in spans if r.line - 1 not in done]
         done |= covered
     _classify(checked, lines, head, blank, done, b"\0" in data)
-    candidates = [i for i in range(head + 1, len(lines)) if i not in done]
+    candidates = sorted(set(range(head + 1, len(lines))) - done)
     if not candidates and not checked.rejected:
         checked.rejected.append(Rejected(0, "header_only", "a header and no records", b"", 0))
     elif candidates:
-        _judged(checked, lines, candidates, names)
+        # The common case, every line after the header a candidate: pyarrow reads the
+        # file's own bytes, no copy.
+        direct = (data[len(lines[0]):].lstrip(b"\r\n") if not note and head == 0
+                  and lines is raw_lines and len(candidates) == len(lines) - 1 else None)
+        _judged(checked, lines, candidates, names, direct)
     checked.rejected.sort(key=operator.attrgetter("line"))
     return checked
 
@@ -320,7 +342,9 @@ def _classify(checked: Checked, lines: list[bytes], head: int, blank: set[int],
     checked.skipped["header"] = 1
     checked.skipped["blank"] = len(blank - done)
     done |= blank | {head}
-    repeated = set(_flags(map(headers.__contains__, lines))) - done
+    repeated: set[int] = set()
+    if any(lines[head + 1:].count(h) for h in headers):  # C-level scans, per header form
+        repeated = set(_flags(map(headers.__contains__, lines))) - done
     checked.skipped["repeated_header"] = len(repeated)
     done |= repeated
     if nul:
