@@ -5,14 +5,14 @@ mode, each loader on a generated data set, and every loader storing the same val
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from harness.modes import all_modes
 from harness.services.postgres import connect
-from harness.workloads import csvtables, pgload, saloaders
+from harness.workloads import pgload, saloaders
 from harness.workloads.csvgen import HEADER
 from tests.runhelp import run_scenario
 
@@ -63,19 +63,6 @@ def test_every_loader_passes_the_same_verify(postgres, tmp_path: Path, loader: s
 
 
 # ------------------------------------------------- every loader stores the same values
-@pytest.fixture
-def schema(postgres):
-    name = f"csv_corpus_test_{os.getpid()}"
-    with connect(postgres.dsn, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-        conn.execute(f"CREATE SCHEMA {name}")
-        conn.execute(f"SET search_path TO {name}")
-        conn.execute(csvtables.ddl())
-    yield name
-    with connect(postgres.dsn, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-
-
 MIXED = HEADER + b"\n".join([
     b'S01,o1,SKU-1,5,12.5,EUR,2024-03-01 12:34:56+01:00,M\xc3\xbcnchen,"fragile, keep dry"',
     b"S01,o2,SKU-2,-3,0.01,EUR,2024-02-29T23:59:59.123456-05,Lyon,",
@@ -89,7 +76,7 @@ MIXED = HEADER + b"\n".join([
 def _load(postgres, schema: str, loader: str, file_id: int) -> pgload.LoadResult:
     name = f"s01/{loader}.csv"
     if loader in saloaders.SA_LOADERS:
-        eng = saloaders.engine(lambda: __import__("psycopg").connect(postgres.dsn))
+        eng = saloaders.engine(lambda: psycopg.connect(postgres.dsn))
         try:
             return saloaders.SA_LOADERS[loader](eng, schema, name, file_id, MIXED)
         finally:

@@ -209,19 +209,6 @@ def test_dead_database_is_one_line_and_exit_4(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------ idempotent file loads
-@pytest.fixture
-def schema(postgres):
-    name = f"csv_ingest_test_{os.getpid()}"
-    with connect(postgres.dsn, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-        conn.execute(f"CREATE SCHEMA {name}")
-        conn.execute(f"SET search_path TO {name}")
-        conn.execute(pgload.ddl())
-    yield name
-    with connect(postgres.dsn, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-
-
 GOOD = b"S01,S01-00001-%06d,SKU-000001,5,12.50,EUR,2024-03-01T12:34:56Z,Lyon,"
 
 

@@ -110,21 +110,22 @@ def judge(table: pa.Table, longest: int = MAX_FIELD_BYTES + 1) -> np.ndarray:
     return codes
 
 
+# reason -> (column, what is wrong with its value), for the quarantine's detail
+_DETAILS = {"non_numeric_quantity": ("quantity", "is not a plain integer"),
+            "non_numeric_price": ("unit_price", "is not a plain decimal number"),
+            "price_scale": ("unit_price", "has more than 2 decimals"),
+            "timestamp_without_zone": ("ts", "has no zone (Z or +hh:mm): the instant is ambiguous"),
+            "bad_timestamp": ("ts", "is not an ISO 8601 time with a zone on a real day")}
+
+
 def detail(reason: str, fields: dict[str, str]) -> str:
     """A human sentence for a rejected record (called for rejected rows only)."""
+    if reason in _DETAILS:
+        column, wrong = _DETAILS[reason]
+        return f"{column} {fields[column][:40]!r} {wrong}"
     if reason == "oversized_field":
         name, size = max(((c, len(fields[c].encode())) for c in COLUMNS), key=lambda kv: kv[1])
         return f"{name} has {size} bytes (max {MAX_FIELD_BYTES})"
-    if reason == "non_numeric_quantity":
-        return f"quantity {fields['quantity'][:40]!r} is not a plain integer"
-    if reason == "non_numeric_price":
-        return f"unit_price {fields['unit_price'][:40]!r} is not a plain decimal number"
-    if reason == "price_scale":
-        return f"unit_price {fields['unit_price'][:40]!r} has more than 2 decimals"
-    if reason == "timestamp_without_zone":
-        return f"ts {fields['ts'][:40]!r} has no zone (Z or +hh:mm): the instant is ambiguous"
-    if reason == "bad_timestamp":
-        return f"ts {fields['ts'][:40]!r} is not an ISO 8601 time with a zone on a real day"
     if reason == "missing_field":
         empty = [c for c in REQUIRED if not fields[c]]
         return f"{', '.join(empty)} {'is' if len(empty) == 1 else 'are'} empty"
