@@ -16,6 +16,7 @@ See docs/csv_ingest.md.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import functools
 import os
 import sys
@@ -158,6 +159,11 @@ def _prepare_hand_made(ctx: Context, folder: Path) -> None:
 
 
 def prepare(ctx: Context) -> None:
+    try:
+        codecs.lookup(ctx.params["encoding"])
+    except LookupError:
+        raise ValueError(f"encoding {ctx.params['encoding']!r} is not a codec Python knows "
+                         "(e.g. utf-8, latin-1, cp1252)") from None
     folder = dataset(ctx)
     if ctx.params["input_dir"]:
         return _prepare_hand_made(ctx, folder)
