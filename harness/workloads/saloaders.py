@@ -6,6 +6,11 @@ Both validate with the same rule and type with the same Arrow casts as ``copy``
 (:func:`harness.workloads.pgload.plan_file`), claim the file in ``loaded_files`` first in
 the same transaction, and write the quarantine with a Core ``insert``. The ORM is imported
 only when the ``orm`` loader is used.
+
+What they cost is the point of having them (client CPU, 40 generated files, 39,637 rows,
+``time.process_time``): copy ~100k rows/CPU-s, executemany ~44k, orm ~9k, pandas ~3.7k.
+``method="multi"`` makes SQLAlchemy compile one bind parameter per value (11,000 per
+1,000-row chunk): its compiler, not the server, is pandas' cost here.
 """
 
 from __future__ import annotations
