@@ -162,6 +162,7 @@ def test_latin1_reported_as_such_and_read_with_the_encoding_parameter() -> None:
     data = HEADER + row(1, warehouse="München".encode("latin-1")) + b"\n" + row(2) + b"\n"
     assert verdicts(data) == {2: "invalid_utf8", 3: "ok"}
     assert "encoding=latin-1" in check_file(data).rejected[0].detail
+    assert check_file(data).note == "1 of 3 lines are not utf-8"
     checked = check_file(data, encoding="latin-1")
     assert checked.rows == 2 and checked.table["warehouse"][0].as_py() == "München"
 

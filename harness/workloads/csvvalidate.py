@@ -302,6 +302,9 @@ def check_file(data: bytes, encoding: str = "utf-8") -> Checked:
     if not raw_lines:
         return Checked(rejected=[Rejected(0, "empty_file", "no lines", b"", 0)], note=note)
     lines, rejected = _decode(raw_lines, encoding)
+    if rejected:  # said once per file too, in loaded_files.note
+        note = "; ".join(n for n in (note, f"{len(rejected)} of {len(lines)} lines are not "
+                                     f"{encoding}") if n)
     skipped = dict.fromkeys(SKIP_REASONS, 0)
     blank: set[int] = set()
     if _may_have_blank(data):

@@ -35,7 +35,7 @@ from sqlalchemy import bindparam
 from sqlalchemy.dialects.postgresql import insert
 
 from harness.workloads.csvgen import COLUMNS
-from harness.workloads.csvtables import ACCOUNT, ddl, sql_text, tables
+from harness.workloads.csvtables import ACCOUNT, sql_text, tables
 from harness.workloads.csvvalidate import Checked, check_file
 
 LOADERS = ("copy", "executemany", "pandas", "orm")
@@ -43,7 +43,7 @@ ARROW_TYPES = {"quantity": pa.int32(), "unit_price": pa.decimal128(12, 2),
                "ts": pa.timestamp("us", tz="UTC")}
 QUARANTINE_COLUMNS = ("file", "line", "lines", "reason", "detail", "raw")
 CLAIM_COLUMNS = ("file", "file_id", "loader", *ACCOUNT, "note")
-__all__ = ["LOADERS", "FilePlan", "LoadResult", "ddl", "load_file", "aload_file", "plan_file",
+__all__ = ["LOADERS", "FilePlan", "LoadResult", "load_file", "aload_file", "plan_file",
            "record_failure", "arecord_failure"]
 
 
