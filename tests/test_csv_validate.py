@@ -142,6 +142,16 @@ def test_a_span_longer_than_the_limit_is_not_a_record() -> None:
     assert got[2] == "bad_quoting" and got[MAX_SPAN + 3] == "bad_quoting"
 
 
+def test_huge_lines_and_many_odd_quotes_stay_cheap_and_accounted() -> None:
+    # a 3 MB field (pyarrow's blocks must hold a whole line), then 20,000 inch marks
+    data = HEADER + row(1, note=b"z" * 3_000_000) + b"\n" + b"".join(
+        row(i, note=b'5" box') + b"\n" for i in range(2, 20_002))
+    checked = check_file(data)
+    assert checked.accounted and checked.rows == 0
+    assert Counter(r.reason for r in checked.rejected) == {"oversized_field": 1,
+                                                           "bad_quoting": 20_000}
+
+
 def test_nul_repeated_header_blank_lines() -> None:
     data = HEADER + row(1) + b"\n\n  \n" + HEADER + row(2, warehouse=b"Ly\x00on") + b"\n,,,\n"
     checked = check_file(data)

@@ -36,6 +36,7 @@ Line numbers are physical lines, the first line of the file being line 1.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import gzip
 import io
@@ -218,7 +219,9 @@ def _quote_spans(lines: list[bytes], start: int, ncols: int) -> tuple[list[Rejec
             rejected.append(Rejected(i + 1, "bad_quoting", "a quote inside an unquoted field "
                                      "or text after a closing quote", lines[i]))
             continue
-        end = next((j for j in odd if i < j <= i + MAX_SPAN and j not in covered), None)
+        # the next odd line after i (bisect: a file of inch marks has an odd line per line)
+        k = bisect.bisect_right(odd, i)
+        end = odd[k] if k < len(odd) and odd[k] <= i + MAX_SPAN else None
         record = b"\n".join(lines[i:end + 1]) if end is not None else b""
         if end is not None and _well_quoted(record) and _fields(record) == ncols:
             covered.update(range(i, end + 1))
@@ -231,9 +234,10 @@ def _quote_spans(lines: list[bytes], start: int, ncols: int) -> tuple[list[Rejec
 
 
 # ------------------------------------------------------------------------ records
-def _parse(body: bytes, names: list[str]) -> tuple[pa.Table, list[int]]:
+def _parse(body: bytes, names: list[str], longest: int) -> tuple[pa.Table, list[int]]:
     """pyarrow's reader over one-record lines: the table and the 0-based positions of
-    the lines with the wrong number of fields (not in the table)."""
+    the lines with the wrong number of fields (not in the table). ``longest`` is the
+    longest line: a block must hold a whole line, or pyarrow refuses the file."""
     wrong: list[int] = []
 
     def invalid(row: pacsv.InvalidRow) -> str:
@@ -242,7 +246,8 @@ def _parse(body: bytes, names: list[str]) -> tuple[pa.Table, list[int]]:
 
     table = pacsv.read_csv(
         io.BytesIO(body),
-        read_options=pacsv.ReadOptions(column_names=names, use_threads=False),
+        read_options=pacsv.ReadOptions(column_names=names, use_threads=False,
+                                       block_size=max(1 << 20, 2 * longest + 2)),
         parse_options=pacsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=False,
                                          invalid_row_handler=invalid),
         convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
@@ -254,18 +259,19 @@ def _judged(checked: Checked, lines: list[bytes], candidates: list[int],
             names: list[str], body: bytes | None) -> None:
     """Parse and judge the candidate lines (``body``: the file's bytes from the first
     candidate on, when they are exactly the candidates); fill ``checked``."""
+    longest = max(map(len, lines))
     if body is not None:
-        table, wrong = _parse(body, names)
+        table, wrong = _parse(body, names, longest)
         if table.num_rows + len(wrong) != len(candidates):  # pyarrow split lines otherwise
             body = None
     if body is None:
-        table, wrong = _parse(b"\n".join(map(lines.__getitem__, candidates)), names)
+        table, wrong = _parse(b"\n".join(map(lines.__getitem__, candidates)), names, longest)
     for k in wrong:
         i = candidates[k]
         checked.rejected.append(Rejected(i + 1, "wrong_column_count", f"expected {len(names)} "
                                          f"fields, got {_fields(lines[i])}", lines[i]))
     parsed = np.delete(np.asarray(candidates, dtype=np.int32), wrong)
-    codes = rowrule.judge(table, max(map(len, lines)))
+    codes = rowrule.judge(table, longest)
     for k in np.flatnonzero(codes):
         reason = rowrule.FIELD_REASONS[codes[k]]
         i = int(parsed[k])
