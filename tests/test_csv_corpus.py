@@ -12,7 +12,7 @@ import pytest
 
 from harness.modes import all_modes
 from harness.services.postgres import connect
-from harness.workloads import pgload, saloaders
+from harness.workloads import csvtables, csvverify, pgload, saloaders
 from harness.workloads.csvgen import HEADER
 from tests.runhelp import run_scenario
 
@@ -106,3 +106,39 @@ def test_every_loader_stores_the_same_values(postgres, schema: str) -> None:
         (7, 9, "999.99", "2024-12-31 23:00:00.000000", "Malmö", 'said "urgent"')]
     assert {(line, reason) for _, line, reason in reasons} == {
         (4, "non_numeric_quantity"), (5, "price_scale"), (6, "bad_timestamp")}
+
+
+# -------------------------------------------------------------- verify has teeth
+def _fake_query(account: tuple[int, ...], staged: int, held: tuple[int, int], reasons: dict):
+    """A cell's tables as verify's queries see them: one loaded file, s01/a.csv."""
+    answers = {csvtables.per_file_query(): [("s01/a.csv", "copy", *account, staged, *held)],
+               csvtables.reasons_query(): [("s01/a.csv", r, n) for r, n in reasons.items()],
+               csvtables.failed_query(): [], csvtables.duplicates_query(): [(0, 0)],
+               csvtables.orphans_query(): [(0,)]}
+    return lambda text: answers[text]
+
+
+EXPECTED = [csvverify.Expected("s01/a.csv", 11, 9, {"nul_byte": 1}, {"header": 1})]
+
+
+@pytest.mark.parametrize(("account", "staged", "held", "failing"), [
+    ((11, 9, 1, 1, 1, 0, 0), 9, (1, 1), set()),                          # all adds up
+    ((11, 9, 1, 1, 0, 0, 0), 9, (1, 1), {"every line accounted for",     # a line lost
+                                         "lines read and skipped = expected"}),
+    ((11, 9, 1, 1, 1, 0, 0), 8, (1, 1), {"every line accounted for",     # a row not staged
+                                         "staging rows = valid rows expected"}),
+    ((12, 10, 1, 1, 1, 0, 0), 10, (1, 1), {"staging rows = valid rows expected",
+                                           "lines read and skipped = expected"}),
+])
+def test_verify_catches_a_line_that_is_not_accounted_for(account, staged, held, failing) -> None:
+    checks = csvverify.reconcile(_fake_query(account, staged, held, {"nul_byte": 1}),
+                                 EXPECTED, ["s01/a.csv"])
+    assert {c.name for c in checks if not c.ok} == failing, [(c.name, c.detail) for c in checks]
+
+
+def test_verify_catches_a_wrong_reason_and_a_missing_file() -> None:
+    query = _fake_query((11, 9, 1, 1, 1, 0, 0), 9, (1, 1), {"bad_quoting": 1})
+    checks = {c.name: c for c in csvverify.reconcile(query, EXPECTED, ["s01/a.csv", "s01/b.csv"])}
+    assert not checks["quarantine = expected, by reason"].ok
+    assert not checks["every file accounted for"].ok and "s01/b.csv" in checks[
+        "every file accounted for"].detail
