@@ -136,6 +136,11 @@ def test_unterminated_quote_costs_one_line_and_a_real_span_is_kept_whole() -> No
     assert "lines 2-4" in span.detail and checked.accounted
 
 
+def test_a_span_never_swallows_a_line_quarantined_for_its_bytes() -> None:
+    data = HEADER + row(1, note=b'"open') + b"\n\xff\xfe\nclose\"\n" + row(2) + b"\n"
+    assert verdicts(data) == {2: "bad_quoting", 3: "invalid_utf8", 4: "bad_quoting", 5: "ok"}
+
+
 def test_a_span_longer_than_the_limit_is_not_a_record() -> None:
     lines = [row(1, note=b'"start')] + [b"filler"] * MAX_SPAN + [b'end"']
     got = verdicts(HEADER + b"\n".join(lines) + b"\n")
@@ -197,6 +202,19 @@ def test_never_raises_on_garbage_and_always_accounts() -> None:
         checked = check_file(HEADER + body)
         assert checked.accounted
         assert len({r.line for r in checked.rejected}) == len(checked.rejected)
+
+
+PIECES = [b"a", b",", b'"', b'""', b"\n", b"\r", b"\r\n", b"\xff", b"\xc3\xbc", b"\x00", b" ",
+          b"5", b"12.50", b"2024-03-01T12:34:56Z", row(1), HEADER.rstrip(), b",,,,,,,,"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=60), st.sampled_from(["utf-8", "latin-1"]))
+def test_every_line_is_accounted_for_whatever_the_bytes(pieces, encoding) -> None:
+    checked = check_file(HEADER + b"".join(pieces), encoding)
+    assert checked.accounted, (checked.lines, checked.rows, checked.rejected, checked.skipped)
+    lines = [r.line for r in checked.rejected] + [int(n) for n in checked.line_numbers]
+    assert len(lines) == len(set(lines))  # one verdict per line
 
 
 def test_validator_agrees_with_the_generator(tmp_path: Path) -> None:

@@ -203,8 +203,10 @@ def _fields(record: bytes) -> int:
     return _quoted_text.sub(b"", record).count(b",") + 1
 
 
-def _quote_spans(lines: list[bytes], start: int, ncols: int) -> tuple[list[Rejected], set[int]]:
-    """Records with a quote problem, and every line they cover (see the module doc)."""
+def _quote_spans(lines: list[bytes], start: int, ncols: int,
+                 taken: set[int]) -> tuple[list[Rejected], set[int]]:
+    """Records with a quote problem, and every line they cover (see the module doc).
+    Lines in ``taken`` (already quarantined, e.g. undecodable) are never part of a span."""
     rejected: list[Rejected] = []
     covered: set[int] = set()
     # C-level passes: the lines with a quote, then those of them that are not well quoted
@@ -216,7 +218,7 @@ def _quote_spans(lines: list[bytes], start: int, ncols: int) -> tuple[list[Rejec
     odd = [i for i in bad if lines[i].count(b'"') % 2]
     odd_set = set(odd)
     for i in bad:
-        if i in covered:
+        if i in covered or i in taken:
             continue
         covered.add(i)
         if i not in odd_set:
@@ -227,7 +229,8 @@ def _quote_spans(lines: list[bytes], start: int, ncols: int) -> tuple[list[Rejec
         k = bisect.bisect_right(odd, i)
         end = odd[k] if k < len(odd) and odd[k] <= i + MAX_SPAN else None
         record = b"\n".join(lines[i:end + 1]) if end is not None else b""
-        if end is not None and _well_quoted(record) and _fields(record) == ncols:
+        if (end is not None and taken.isdisjoint(range(i, end + 1)) and _well_quoted(record)
+                and _fields(record) == ncols):
             covered.update(range(i, end + 1))
             raw, detail = _cut(record, f"a quoted field spans lines {i + 1}-{end + 1}")
             rejected.append(Rejected(i + 1, "embedded_newline", detail, raw, end - i + 1))
@@ -318,8 +321,8 @@ def check_file(data: bytes, encoding: str = "utf-8") -> Checked:
     checked = Checked(lines=len(lines), rejected=rejected, skipped=skipped, note=note)
     done = {r.line - 1 for r in rejected}
     if b'"' in data:
-        spans, covered = _quote_spans(lines, head + 1, len(names))
-        checked.rejected += [r for r in spans if r.line - 1 not in done]
+        spans, covered = _quote_spans(lines, head + 1, len(names), done)
+        checked.rejected += spans
         done |= covered
     _classify(checked, lines, head, blank, done, b"\0" in data)
     candidates = sorted(set(range(head + 1, len(lines))) - done)
