@@ -24,7 +24,7 @@ import pytest
 from harness.modes import all_modes
 from harness.services.nas import fuse_available, mount_entry
 from harness.services.postgres import connect
-from harness.workloads import csvverify, pgload
+from harness.workloads import copyceiling, csvgen, csvverify, pgload
 from harness.workloads.csvgen import HEADER
 from tests.runhelp import run_scenario
 
@@ -273,3 +273,20 @@ def test_rate_check_replays_the_bucket(tmp_path: Path) -> None:
     write([100.0, 100.1, 100.2])  # three in 0.2 s
     check = csvverify.rate_check(log, 3.0, 1.0, since=100.0)
     assert not check.ok and "lowest bucket level" in check.detail
+
+
+# ------------------------------------------------------------------- the COPY ceiling
+@pytest.mark.db
+def test_ceiling_is_the_median_of_three_passes(postgres, tmp_path: Path) -> None:
+    folder = csvgen.ensure_dataset(tmp_path, csvgen.Spec(suppliers=2, files_per_supplier=4,
+                                                         rows_per_file=200, heavy_tail=False,
+                                                         malformed_fraction=0.0))
+    files = csvgen.sample_clean(folder, 10_000)
+    ceiling = copyceiling.measure(postgres.dsn, folder, files, f"ceiling_test_{os.getpid()}",
+                                  min_rows=5_000, levels=[1, 2])
+    assert set(ceiling.passes) == {"1", "2"} and all(len(p) == 3 for p in ceiling.passes.values())
+    for n, passes in ceiling.passes.items():
+        assert all(p > 0 for p in passes)
+        assert ceiling.by_parallelism[n] == pytest.approx(ceiling.rows / median(passes))
+    with pytest.raises(RuntimeError, match="not measurable"):
+        copyceiling._positive(0.0, 0.02, 1000)
