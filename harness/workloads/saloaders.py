@@ -8,7 +8,8 @@ the same transaction, and write the quarantine with a Core ``insert``. The ORM i
 only when the ``orm`` loader is used.
 
 What they cost is the point of having them (client CPU, 40 generated files, 39,637 rows,
-``time.process_time``): copy ~100k rows/CPU-s, executemany ~44k, orm ~9k, pandas ~3.7k.
+``time.process_time``, tests/perf/csv_cpu.py --loaders): copy ~190k rows/CPU-s,
+executemany ~40k, orm ~11k, pandas ~3.2k.
 ``method="multi"`` makes SQLAlchemy compile one bind parameter per value (11,000 per
 1,000-row chunk): its compiler, not the server, is pandas' cost here.
 """
