@@ -28,10 +28,13 @@ from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import Any, Callable
 
-from harness.executors.base import Executor
+from harness.executors.base import DoneFuture, Executor
 from harness.outcomes import DUE, STATUS, STOPPED, error_class, error_tuple, not_run_tuple
 from harness.policies.base import Policy
 from harness.scenario import Unit
+
+
+DISPATCH_BATCH = 64  # units taken from the policy per lock round
 
 
 class Recorder:
@@ -100,6 +103,7 @@ class Driver:
         self._schedule = schedule_s
         self._cond = threading.Condition(threading.RLock())
         self._outstanding = 0
+        self._waiters = 0
         self._stopping = False
         self._stop_reason = STOPPED
         self.broken: str | None = None
@@ -145,16 +149,48 @@ class Driver:
                 now = perf_counter_ns() - t0
                 while arrivals and arrivals[0][0] <= now:
                     policy.arrive(arrivals.popleft()[1])
-                unit = policy.next(now)
-                if unit is None:
+                # Up to a batch per lock round: a loop of fast units pays the lock once.
+                batch = []
+                while len(batch) < DISPATCH_BATCH and (unit := policy.next(now)) is not None:
+                    batch.append(unit)
+                if not batch:
                     if not arrivals and not policy.pending:
                         break  # everything was handed out
-                    cond.wait(self._timeout(now, arrivals))
+                    self._wait(self._timeout(now, arrivals))
                     continue
-                self._outstanding += 1
-            self._submit(unit)
+                self._outstanding += len(batch)
+            self._submit_batch(batch)
         left = policy.remaining() + [u for _, u in arrivals]
         self.recorder_add_many([not_run_tuple(u, self._stop_reason) for u in left])
+
+    def _wait(self, timeout: float | None) -> None:
+        """Wait (holding the condition) until a unit finishes or ``timeout`` passes."""
+        if self.executor.synchronous and self._outstanding == 0:
+            if timeout is None:  # nothing runs and the policy names no time: it is stuck
+                raise RuntimeError(f"policy {self.policy.name} hands out nothing and names "
+                                   "no time to ask again, with no unit running")
+            time.sleep(timeout)  # a synchronous executor: nothing else can finish meanwhile
+            return
+        self._waiters += 1
+        try:
+            self._cond.wait(timeout)
+        finally:
+            self._waiters -= 1
+
+    def _submit_batch(self, batch: list[Unit]) -> None:
+        for index, unit in enumerate(batch):
+            if self._stopping:  # a failure under --on-error stop, or a broken executor
+                self._never_submitted(batch[index:])
+                return
+            self._submit(unit)
+
+    def _never_submitted(self, units: list[Unit]) -> None:
+        self.recorder_add_many([not_run_tuple(u, self._stop_reason) for u in units])
+        with self._cond:
+            self._outstanding -= len(units)
+            for unit in units:
+                self.policy.finished(unit)
+            self._cond.notify_all()
 
     def _timeout(self, now: int, arrivals: deque[tuple[int, Unit]]) -> float | None:
         wakes = [w for w in (self.policy.wake_at(now),
@@ -167,7 +203,10 @@ class Driver:
         except Exception as exc:  # the executor refused it (shut down, broken): data too
             self._done(unit, None, exc)
             return
-        future.add_done_callback(lambda f: self._done(unit, f))
+        if type(future) is DoneFuture:
+            self._done(unit, future)  # a synchronous executor: no callback to register
+        else:
+            future.add_done_callback(lambda f: self._done(unit, f))
 
     def _done(self, unit: Unit, future: Any, refused: BaseException | None = None) -> None:
         """A unit's future resolved (on whatever thread the executor uses)."""
@@ -180,25 +219,32 @@ class Driver:
             record = error_tuple(unit, "", now, now, exc)
             if isinstance(exc, BrokenExecutor) and self.broken is None:
                 self.broken = f"{error_class(exc)}: {exc}"
-        due = self._due.get(unit.id)
-        if due:
-            record = record[:DUE] + (due,) + record[DUE + 1:]
+        if self._due:  # a declared schedule: the unit was due at its arrival, not at t0
+            record = record[:DUE] + (self._due[unit.id],) + record[DUE + 1:]
         self.recorder.add(record)
-        stop_now = False
-        with self._cond:
-            self._outstanding -= 1
-            if self.policy.sees_records:
-                self.policy.finished(unit, record)
-            else:
-                self.policy.finished(unit)
-            if not self._stopping and (self.broken or (self.stop_on_error
-                                                       and record[STATUS] == "error")):
-                self._stopping = stop_now = True
-                self._stop_reason = (f"executor broken: {self.broken}" if self.broken
-                                     else STOPPED)
-            self._cond.notify_all()
+        if self.executor.synchronous:  # every unit completes on this thread: no lock
+            stop_now = self._finished(unit, record)
+        else:
+            with self._cond:
+                stop_now = self._finished(unit, record)
+                if self._waiters:  # notifying an empty condition still costs ~1 us a unit
+                    self._cond.notify_all()
         if stop_now:
             self.executor.request_stop()
+
+    def _finished(self, unit: Unit, record: tuple[Any, ...]) -> bool:
+        """Account a finished unit; True when it is the one that makes the run stop."""
+        self._outstanding -= 1
+        if self.policy.sees_records:  # an adaptive policy learns from the outcome
+            self.policy.finished(unit, record)
+        else:
+            self.policy.finished(unit)
+        if self._stopping or not (self.broken or (self.stop_on_error
+                                                  and record[STATUS] == "error")):
+            return False
+        self._stopping = True
+        self._stop_reason = f"executor broken: {self.broken}" if self.broken else STOPPED
+        return True
 
     def recorder_add_many(self, records: list[tuple[Any, ...]]) -> None:
         for record in records:
@@ -207,7 +253,7 @@ class Driver:
     def _wait_outstanding(self) -> None:
         with self._cond:
             while self._outstanding:
-                self._cond.wait()
+                self._wait(None)
 
 
 def wall_clock_of(t0_ns: int) -> int:

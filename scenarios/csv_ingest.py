@@ -15,6 +15,8 @@ See docs/csv_ingest.md.
 
 from __future__ import annotations
 
+import asyncio
+import codecs
 import functools
 import os
 import sys
@@ -22,9 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from harness.scenario import Check, Context, Param, Unit, UnitFailure, UnitResult
 from harness.services.supplier_client import FetchStats, afetch, fetch
-from harness.workloads import copyceiling, csvgen, csvverify, db, pgload
+from harness.workloads import copyceiling, csvgen, csvtables, csvverify, db, pgload, saloaders
 
 NAME = "csv_ingest"
 DESCRIPTION = ("supplier CSV files -> validate -> COPY into PostgreSQL + quarantine, "
@@ -44,6 +48,13 @@ PARAMS = (
           choices=("nas", "api", "local")),
     Param("data_dir", "", "root for the generated files, e.g. a real NFS mount "
           "(/mnt/real-nfs): source=nas then reads it directly; default .harness/data"),
+    Param("input_dir", "", "a folder of your own supplier files (any layout, gzip allowed) "
+          "instead of generated ones; its expected.json, if any, says what each must yield"),
+    Param("encoding", "utf-8", "the suppliers' text encoding, e.g. latin-1 (a line that does "
+          "not decode is quarantined)"),
+    Param("loader", "copy", "how valid rows reach PostgreSQL: copy (psycopg COPY), "
+          "executemany (psycopg), pandas (DataFrame.to_sql, method=multi), orm (SQLAlchemy "
+          "session.add_all)", choices=pgload.LOADERS),
     Param("suppliers", 0, "suppliers (0 = from scale)", minimum=0),
     Param("files_per_supplier", 0, "files per supplier (0 = from scale)", minimum=0),
     Param("rows_per_file", 0, "mean rows per file (0 = from scale)", minimum=0),
@@ -83,6 +94,9 @@ def spec_of(params: dict[str, Any]) -> csvgen.Spec:
 
 
 def dataset(ctx: Context) -> Path:
+    """The folder the cell's files are in: the user's ``input_dir`` or the generated set."""
+    if ctx.params["input_dir"]:
+        return Path(ctx.params["input_dir"]).resolve()
     root = Path(ctx.params["data_dir"]) if ctx.params["data_dir"] else ctx.data_dir
     return _dataset(root, tuple(sorted(ctx.params.items())))
 
@@ -123,8 +137,36 @@ def service_config(ctx: Context) -> dict[str, dict[str, Any]]:
 
 
 # --------------------------------------------------------------------- run lifecycle
+def _hand_made_files(folder: Path) -> list[str]:
+    """Every supplier file of a hand-made folder, relative, sorted (not expected.json,
+    READMEs or hidden files)."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                  if p.is_file() and p.name != csvverify.EXPECTED_FILE
+                  and not p.name.startswith((".", "README")))
+
+
+def _prepare_hand_made(ctx: Context, folder: Path) -> None:
+    if not folder.is_dir():
+        raise ValueError(f"input_dir {folder} is not a folder")
+    names = _hand_made_files(folder)
+    if ctx.params["source"] == "api" and any("/" not in n for n in names):
+        raise ValueError("source=api serves <supplier>/<file>: put the files of input_dir "
+                         "in one folder per supplier")
+    expected = csvverify.hand_made(folder)
+    print(f"data: {len(names)} hand-made files in {folder} "
+          f"({'with' if expected is not None else 'no'} {csvverify.EXPECTED_FILE}; "
+          "no COPY ceiling measured)", file=sys.stderr)
+
+
 def prepare(ctx: Context) -> None:
+    try:
+        codecs.lookup(ctx.params["encoding"])
+    except LookupError:
+        raise ValueError(f"encoding {ctx.params['encoding']!r} is not a codec Python knows "
+                         "(e.g. utf-8, latin-1, cp1252)") from None
     folder = dataset(ctx)
+    if ctx.params["input_dir"]:
+        return _prepare_hand_made(ctx, folder)
     cached = (folder / "manifest.json").exists()
     started = time.perf_counter()
     csvgen.ensure_dataset(folder.parent, spec_of(ctx.params))
@@ -158,13 +200,19 @@ def _remove_stale_mountpoints(folder: Path, min_age_s: float = 600.0) -> None:
 
 def units(ctx: Context) -> list[Unit]:
     """One unit per file, grouped by supplier, in supplier order (as a pipeline lists them);
-    the payload is the file's number in the data set (its id in the staging table)."""
+    the payload is the file's number in the data set (its id in the staging table).
+    Hand-made files are grouped by their first folder."""
+    if ctx.params["input_dir"]:
+        names = [(n, n.split("/", 1)[0] if "/" in n else "files")
+                 for n in _hand_made_files(dataset(ctx))]
+    else:
+        names = list(csvgen.file_names(dataset(ctx)))
     return [Unit(id=name, group=supplier, payload=number)
-            for number, (name, supplier) in enumerate(csvgen.file_names(dataset(ctx)), 1)]
+            for number, (name, supplier) in enumerate(names, 1)]
 
 
 def reset(ctx: Context) -> None:
-    db.fresh_schema(ctx, pgload.ddl())
+    db.fresh_schema(ctx, csvtables.ddl())
     _cell_started[ctx.cell_id] = time.time()
 
 
@@ -186,7 +234,7 @@ def _url(unit: Unit, ctx: Context) -> str:
 
 def _result(loaded: pgload.LoadResult, size: int, stats: FetchStats) -> UnitResult:
     return UnitResult(rows=loaded.rows, bytes=size, attempts=max(1, stats.attempts),
-                      retries=_retries(stats, copy_fallback=int(bool(loaded.fallback))))
+                      retries=_retries(stats))
 
 
 def _retries(stats: FetchStats, **more: int) -> dict[str, int]:
@@ -199,6 +247,23 @@ def _failure(exc: Exception, stats: FetchStats) -> UnitFailure:
     return UnitFailure(exc, max(1, stats.attempts), _retries(stats))
 
 
+def _engine(ctx: Context) -> Any:
+    """This thread's SQLAlchemy engine, over the harness's own connection settings."""
+    kwargs = {**db.connect_kwargs(ctx), "autocommit": False}  # SQLAlchemy runs transactions
+    dsn = ctx.services["postgres"]["dsn"]
+    return ctx.resource("engine", lambda: saloaders.engine(
+        lambda: psycopg.connect(dsn, **kwargs)))
+
+
+def _load(ctx: Context, unit: Unit, data: bytes) -> pgload.LoadResult:
+    p = ctx.params
+    if p["loader"] in ("copy", "executemany"):
+        return pgload.load_file(db.connection(ctx), ctx.schema, unit.id, unit.payload, data,
+                                p["encoding"], p["loader"])
+    return saloaders.SA_LOADERS[p["loader"]](_engine(ctx), ctx.schema, unit.id, unit.payload,
+                                             data, p["encoding"])
+
+
 def work(unit: Unit, ctx: Context) -> UnitResult:
     stats = FetchStats()
     try:
@@ -207,7 +272,7 @@ def work(unit: Unit, ctx: Context) -> UnitResult:
         else:
             with open(_path(unit, ctx), "rb") as fh:
                 data = fh.read()
-        loaded = pgload.load_file(db.connection(ctx), ctx.schema, unit.id, unit.payload, data)
+        loaded = _load(ctx, unit, data)
     except Exception as exc:  # the file failed: say so in the database, then record it
         try:
             pgload.record_failure(db.connection(ctx), ctx.schema, unit.id, repr(exc))
@@ -229,8 +294,12 @@ async def _session(ctx: Context) -> Any:
 
 
 async def awork(unit: Unit, ctx: Context) -> UnitResult:
-    """Native async: aiohttp or aiofiles, then psycopg's AsyncConnection from the pool."""
+    """Native async: aiohttp or aiofiles, then psycopg's AsyncConnection from the pool.
+    The pandas and orm loaders have no async API: they run ``work`` in a thread."""
     import aiofiles
+
+    if ctx.params["loader"] not in ("copy", "executemany"):
+        return await asyncio.to_thread(work, unit, ctx)
 
     stats = FetchStats()
     pool = await db.async_pool(ctx)
@@ -241,7 +310,8 @@ async def awork(unit: Unit, ctx: Context) -> UnitResult:
             async with aiofiles.open(_path(unit, ctx), "rb") as fh:
                 data = await fh.read()
         async with pool.connection() as conn:
-            loaded = await pgload.aload_file(conn, ctx.schema, unit.id, unit.payload, data)
+            loaded = await pgload.aload_file(conn, ctx.schema, unit.id, unit.payload, data,
+                                             ctx.params["encoding"], ctx.params["loader"])
     except Exception as exc:
         try:
             async with pool.connection() as conn:
@@ -260,7 +330,10 @@ async def aclose_worker(ctx: Context) -> None:
     await db.aclose_worker(ctx)
 
 
-close_worker = db.close_worker  # scenario hook: close this process's workload connections
+def close_worker(ctx: Context | None = None) -> None:
+    """Scenario hook: close this process's workload connections (and engines)."""
+    saloaders.dispose_all()
+    db.close_worker(ctx)
 
 
 # ------------------------------------------------------------------ verify and bound
@@ -284,7 +357,10 @@ def verify(ctx: Context) -> list[Check]:
     def query(text: str) -> list[tuple[Any, ...]]:
         return db.query(ctx, text)
 
-    checks = csvverify.reconcile(query, dataset(ctx))
+    folder = dataset(ctx)
+    expected = (csvverify.hand_made(folder) if ctx.params["input_dir"]
+                else list(csvverify.generated(folder)))
+    checks = csvverify.reconcile(query, expected, [u.id for u in units(ctx)])
     checks.append(csvverify.connections_check(query, max(1, ctx.concurrency)))
     checks.append(Check("source", ctx.params["source"], _source_note(ctx), True,
                         "where this cell read its files"))
@@ -299,7 +375,7 @@ def bound(ctx: Context, mode: str) -> float | None:
     """No mode can beat the server's own COPY speed, nor (api) the suppliers' rate limits."""
     floors = []
     ceiling = _ceiling.get(ctx.run_id)
-    if ceiling is not None and ceiling.rows_per_s > 0:
+    if ceiling is not None and ceiling.rows_per_s > 0 and not ctx.params["input_dir"]:
         floors.append(csvgen.manifest(dataset(ctx))["totals"]["valid_rows"] / ceiling.rows_per_s)
     p = ctx.params
     if p["source"] == "api" and p["rate"] > 0:

@@ -19,3 +19,22 @@ def postgres():
     info = service.start()
     yield info
     service.stop()
+
+
+@pytest.fixture
+def schema(postgres):
+    """A fresh schema with the csv_ingest tables (harness.workloads.csvtables), dropped after."""
+    import os
+
+    from harness.services.postgres import connect
+    from harness.workloads.csvtables import ddl
+
+    name = f"csv_test_{os.getpid()}"
+    with connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        conn.execute(f"CREATE SCHEMA {name}")
+        conn.execute(f"SET search_path TO {name}")
+        conn.execute(ddl())
+    yield name
+    with connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")

@@ -76,6 +76,8 @@ class Executor(ABC):
     simplicity: ClassVar[int]          # verdict tie-break: lower is simpler
     default_workers: ClassVar[int | None] = 8
     shows_workers: ClassVar[bool] = True  # labels say "[N]" (serial has no worker count)
+    # Every unit has run when submit returns (a loop): the driver then needs no lock.
+    synchronous: ClassVar[bool] = False
 
     def __init__(self, setup: ExecutorSetup):
         self.setup = setup

@@ -17,6 +17,7 @@ class SerialExecutor(Executor):
     simplicity = 0
     default_workers = 1
     shows_workers = False
+    synchronous = True
 
     @classmethod
     def concurrency(cls, workers: int, n_units: int) -> int:
@@ -26,7 +27,8 @@ class SerialExecutor(Executor):
         super().__init__(setup)
         self.workers = 1
         self._ctx = setup.ctx
+        self._name = worker_name()  # the driver's thread: every unit runs on it
 
     def submit(self, unit: Unit) -> DoneFuture:
         # Synchronous: the unit has run when submit returns (a loop has no queue).
-        return DoneFuture(run_timed(self._work, unit, self._ctx, self.t0_ns, worker_name()))
+        return DoneFuture(run_timed(self._work, unit, self._ctx, self.t0_ns, self._name))

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: files.csv says how many physical lines each file has
 COLUMNS = ("supplier_id", "order_id", "sku", "quantity", "unit_price", "currency", "ts",
            "warehouse", "note")
 HEADER = (",".join(COLUMNS) + "\n").encode()
@@ -80,6 +80,7 @@ class FileExpectation:
     malformed: dict[str, int] = field(default_factory=dict)  # reason -> rows
     file_reason: str = ""  # set when the whole file is rejected (empty, header only, junk)
     bytes: int = 0
+    lines: int = 0       # physical lines (LF, CRLF or CR ends a line), header included
 
     @property
     def clean(self) -> bool:
@@ -218,7 +219,8 @@ def _generate(folder: Path, spec: Spec) -> None:
     folder.mkdir(parents=True)
     with open(folder / "files.csv", "w", newline="", encoding="utf-8") as index:
         out = csv.writer(index)
-        out.writerow(("name", "supplier", "rows", "valid", "malformed", "file_reason", "bytes"))
+        out.writerow(("name", "supplier", "rows", "valid", "malformed", "file_reason", "bytes",
+                      "lines"))
         for s in range(spec.suppliers):
             sid = _supplier_id(s)
             (folder / sid).mkdir()
@@ -228,9 +230,10 @@ def _generate(folder: Path, spec: Spec) -> None:
                 data, exp = _file_bytes(rng, sid, f + 1, counts[idx], idx in dirty,
                                         broken.get(idx))
                 exp.name, exp.bytes = f"{sid}/{sid}-{f + 1:05d}.csv", len(data)
+                exp.lines = len(data.splitlines())
                 (folder / exp.name).write_bytes(data)
                 out.writerow((exp.name, sid, exp.rows, exp.valid, _encode_reasons(exp.malformed),
-                              exp.file_reason, exp.bytes))
+                              exp.file_reason, exp.bytes, exp.lines))
                 _add_totals(totals, exp)
     manifest = {"generator_version": GENERATOR_VERSION, "spec": asdict(spec),
                 "columns": list(COLUMNS), "totals": totals}
@@ -271,7 +274,7 @@ def expectations(folder: Path) -> Iterator[FileExpectation]:
         for row in csv.DictReader(fh):
             yield FileExpectation(row["name"], row["supplier"], int(row["rows"]),
                                   int(row["valid"]), _decode_reasons(row["malformed"]),
-                                  row["file_reason"], int(row["bytes"]))
+                                  row["file_reason"], int(row["bytes"]), int(row["lines"]))
 
 
 def file_names(folder: Path) -> Iterator[tuple[str, str]]:

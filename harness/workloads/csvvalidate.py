@@ -1,229 +1,359 @@
-"""Parse and validate supplier CSV files: a byte-level screen for clean files, per-record
-checks for the rest.
+"""Read a supplier file the way real files come, and account for every line of it.
 
-Two paths, because almost every file is clean and per-record Python is the expensive part:
+:func:`check_file` turns a file's bytes into a :class:`Checked`: the valid records (an
+Arrow table of strings in :data:`~harness.workloads.csvgen.COLUMNS` order, with their line
+numbers), the rejected ones (reason, detail, first line, lines spanned, raw bytes) and the
+lines skipped (header, blank, repeated header), such that
 
-* :func:`screen` looks at the whole file with C-speed byte operations (exact header, no
-  quoted field spanning lines, longest line) and answers *clean* (one record per line, no
-  field can be oversized), *file rejected* (empty, header only, not the expected CSV) or
-  *needs the row path*. A clean body goes to PostgreSQL's typed COPY as raw bytes; the
-  server's parse is the rest of the check (every byte is verified as UTF-8 against the
-  client encoding; integer, numeric, timestamptz, NOT NULL), so nothing is parsed twice.
-  When the server rejects a value, the loader falls back to the row path.
-* :func:`check_rows` checks record by record and gives every rejected record its reason,
-  its first line number and its raw bytes. Records of the common valid shape are recognised
-  by one compiled pattern mapped over all lines at C speed; any other record goes through
-  the csv module and :func:`reason`, which accepts it or names the first rule it breaks.
-  The rules are the server's plus what the server would accept but a staging table must
-  not (embedded line breaks, oversized fields). Valid records keep their raw bytes, so
-  they are loaded by the same raw COPY as clean files.
+    lines read = rows loaded + lines quarantined + lines skipped.
 
-Line numbers are physical lines of the file, the header being line 1; a record spanning
-several lines is numbered by its first line.
+What a file may look like (docs/csv_ingest.md has the table):
+
+* gzip, found by its magic bytes whatever the name, is decompressed; zip/bzip2/xz are
+  rejected whole as ``compressed_file`` with a hint (an archive may hold several files);
+* a UTF-8 BOM is stripped; a UTF-16 BOM means UTF-16 and the file is transcoded;
+* ``encoding`` (default utf-8) names the supplier's encoding, e.g. latin-1; a line that
+  does not decode is quarantined alone (``invalid_utf8`` / ``invalid_encoding``), the
+  detail saying which byte and suggesting the parameter;
+* lines end in LF, CRLF or CR, mixed at will (``bytes.splitlines``);
+* blank lines (empty, spaces, or only commas, as spreadsheets export) before or after the
+  header are skipped as ``blank``; lines equal to the header as ``repeated_header``;
+* the header names the columns in any order (case and surrounding spaces ignored); a
+  missing, unknown or duplicated column rejects the file whole, naming the column;
+* a NUL byte quarantines its line (``nul_byte``);
+* quoting: a line whose quotes are unbalanced opens a quoted field. The resync rule: the
+  record runs to the next line with an odd number of quotes, at most :data:`MAX_SPAN`
+  lines on, *if* the joined lines are one well-quoted record with the header's number of
+  fields; it is then quarantined as ``embedded_newline`` with its span. Otherwise the
+  opening line alone is ``bad_quoting`` (the quote never closes) and every following line
+  is judged on its own, so a stray quote costs one line, not the rest of the file;
+* records are parsed by pyarrow's CSV reader (an ``invalid_row_handler`` collects the
+  ``wrong_column_count`` lines) and judged by :mod:`harness.workloads.rowrule` on whole
+  columns. Python touches only lines that are rejected or need the quote rule.
+
+Line numbers are physical lines, the first line of the file being line 1.
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
+import gzip
+import io
+import operator
 import re
+import zlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from itertools import compress, repeat
 
-from harness.workloads.csvgen import COLUMNS, HEADER, MAX_FIELD_BYTES
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from harness.workloads import rowrule
+from harness.workloads.csvgen import COLUMNS
 
 MAX_RAW_BYTES = 4096  # quarantined raw bytes are cut here (the length is kept in `detail`)
-_QUANTITY = r"-?[0-9]{1,9}"
-_PRICE = r"-?[0-9]{1,10}(?:\.[0-9]{1,2})?"
-# ISO 8601 extended format with a zone, a shape PostgreSQL's timestamptz input also reads.
-_TIMESTAMP = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}"
-              r"(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:?[0-9]{2})")
-_is_quantity = re.compile(_QUANTITY).fullmatch
-_is_price = re.compile(_PRICE).fullmatch
-_is_timestamp = re.compile(_TIMESTAMP).fullmatch
-_REQUIRED = tuple(i for i, name in enumerate(COLUMNS) if name != "note")
-
-
-# A timestamp of the common shape whose text alone proves a real instant: month 01-12, a day
-# that month has (29 February is left to the calendar check), 00:00:00-23:59:59, UTC.
-_CALENDAR_TIMESTAMP = (r"[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
-                       r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
-                       r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z")
-
-
-def _record_pattern() -> re.Pattern[bytes]:
-    """A whole valid one-line record of the common shape, as bytes: required fields
-    non-empty and unquoted, typed fields well formed, a calendar-proof timestamp, the note
-    empty, plain or quoted. The caller checks length and encoding. Anything it does not
-    match is judged by :func:`reason`."""
-    shapes = {"quantity": _QUANTITY, "unit_price": _PRICE, "ts": _CALENDAR_TIMESTAMP,
-              "note": r'(?:[^,"\r\n]*|"(?:[^"\r\n]|"")*")'}
-    return re.compile(",".join(shapes.get(c, r'[^,"\r\n]+') for c in COLUMNS).encode())
-
-
-_common_record = _record_pattern().fullmatch
+MAX_SPAN = 50         # a quoted field may run over at most this many lines
+SKIP_REASONS = ("header", "blank", "repeated_header")
+# A field: quoted (doubled quotes inside) or without any quote. Possessive quantifiers
+# (the two alternatives start differently, so giving back never helps) halve the time
+# Python's engine spends per line.
+_FIELD = rb'(?:"(?:[^"]++|"")*+"|[^",]*+)'
+_well_quoted = re.compile(rb"%s(?:,%s)*+" % (_FIELD, _FIELD), re.S).fullmatch
+_quoted_text = re.compile(rb'"(?:[^"]|"")*"', re.S)
+_ARCHIVES = {b"PK\x03\x04": "zip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
+_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
 
 
 @dataclass(frozen=True)
 class Rejected:
-    """One quarantined record (``line`` 0 for a whole rejected file)."""
+    """One quarantined record: ``line`` is its first line (0 for a whole rejected file),
+    ``lines`` how many physical lines it accounts for."""
 
     line: int
     reason: str
     detail: str
     raw: bytes
+    lines: int = 1
 
 
 @dataclass
-class Screened:
-    """What the byte-level screen found."""
+class Checked:
+    """Everything :func:`check_file` found in one file."""
 
-    clean: bool = False
-    lines: list[bytes] = field(default_factory=list)  # the body's records when clean
-    rejected: Rejected | None = None                  # set when the whole file is rejected
-    why_rows: str = ""                                # why the row path is needed
-
-
-@dataclass
-class RowCheck:
-    """The row path's result: the body's physical lines (line i is line number i + 2),
-    which of them are valid records, and the rejected records."""
-
-    lines: list[bytes] = field(default_factory=list)
-    keep: list[bool] = field(default_factory=list)
+    lines: int = 0                                    # physical lines read
+    table: pa.Table | None = None                     # valid records, COLUMNS order
+    line_numbers: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     rejected: list[Rejected] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # SKIP_REASONS -> lines
+    note: str = ""                                    # e.g. "gzip, decompressed"
 
     @property
-    def valid(self) -> list[tuple[int, bytes]]:
-        """(line number, raw bytes) of every valid record."""
-        return [(i + 2, line) for i, (line, ok) in enumerate(zip(self.lines, self.keep)) if ok]
+    def rows(self) -> int:
+        return 0 if self.table is None else self.table.num_rows
+
+    @property
+    def quarantined_lines(self) -> int:
+        return sum(r.lines for r in self.rejected)
+
+    @property
+    def skipped_lines(self) -> int:
+        return sum(self.skipped.values())
+
+    @property
+    def accounted(self) -> bool:
+        """Every line is loaded, quarantined or skipped, exactly once."""
+        return self.lines == self.rows + self.quarantined_lines + self.skipped_lines
 
 
-def _file_rejected(data: bytes) -> Rejected | None:
-    if not data:
-        return Rejected(0, "empty_file", "0 bytes", b"")
-    if not data.startswith(HEADER):
-        first = data.split(b"\n", 1)[0]
-        return Rejected(0, "bad_header", f"first line is not the expected header "
-                        f"({len(data)} bytes)", first[:MAX_RAW_BYTES])
-    if len(data) == len(HEADER):
-        return Rejected(0, "header_only", "a header and no records", data)
-    return None
+def _cut(raw: bytes, detail: str) -> tuple[bytes, str]:
+    if len(raw) > MAX_RAW_BYTES:
+        return raw[:MAX_RAW_BYTES], f"{detail}; raw record {len(raw)} bytes, first {MAX_RAW_BYTES} kept"
+    return raw, detail
 
 
-def screen(data: bytes) -> Screened:
-    """Classify a whole file with byte operations only (no per-field Python work)."""
-    rejected = _file_rejected(data)
-    if rejected is not None:
-        return Screened(rejected=rejected)
-    raw = data[len(HEADER):]
-    if b"\r" in raw or not raw.endswith(b"\n"):
-        return Screened(why_rows="CR or unterminated last line")
-    lines = raw.split(b"\n")
-    lines.pop()  # after the final newline
-    if max(map(len, lines)) > MAX_FIELD_BYTES:
-        return Screened(why_rows="a line longer than the field limit")
-    if b'"' in raw and b"\n" in b"".join(raw.split(b'"')[1::2]):
-        # Between the 1st and 2nd quote, the 3rd and 4th, ... is quoted text (an escaped ""
-        # closes and reopens): a line break there is a field spanning lines. A stray quote
-        # flips the parity exactly as it flips PostgreSQL's CSV parser.
-        return Screened(why_rows="a quoted field spans lines")
-    return Screened(clean=True, lines=lines)
+def _whole(reason: str, detail: str, data: bytes, lines: int) -> Checked:
+    raw, detail = _cut(data, detail)
+    return Checked(lines=lines, rejected=[Rejected(0, reason, detail, raw, lines)])
 
 
-def reason(fields: list[str], raw: str) -> tuple[str, str]:
-    """The first rule a record breaks, as (reason, detail); ("", "") when it is valid.
-
-    ``raw`` is the record's text decoded with ``surrogateescape`` (invalid bytes survive as
-    lone surrogates) and without its final line break.
-    """
-    if not raw.isascii():
+# ------------------------------------------------------------------ bytes -> lines
+def _unwrap(data: bytes) -> tuple[bytes, str, str]:
+    """(data, file-level reason or "", note): gzip decompressed, archives refused."""
+    if data[:2] == b"\x1f\x8b":
         try:
-            raw.encode("utf-8")
-        except UnicodeEncodeError as exc:  # a surrogate-escaped byte: not UTF-8
-            byte = ord(raw[exc.start]) - 0xDC00
-            return "invalid_utf8", f"byte 0x{byte:02x} at column {exc.start + 1}"
-    if "\n" in raw or "\r" in raw:
-        return "embedded_newline", "a quoted field contains a line break"
-    if len(fields) != len(COLUMNS):
-        return "wrong_column_count", f"expected {len(COLUMNS)} fields, got {len(fields)}"
-    if len(raw) > MAX_FIELD_BYTES // 4:  # shorter records cannot hold an oversized field
-        for i, value in enumerate(fields):
-            if len(value.encode()) > MAX_FIELD_BYTES:
-                return ("oversized_field",
-                        f"{COLUMNS[i]} has {len(value.encode())} bytes (max {MAX_FIELD_BYTES})")
-    quantity, price, ts = fields[3], fields[4], fields[6]
-    if not _is_quantity(quantity):
-        return "non_numeric_quantity", f"quantity {quantity[:40]!r}"
-    if not _is_price(price):
-        return "non_numeric_price", f"unit_price {price[:40]!r}"
-    if not _is_timestamp(ts) or not _real_time(ts):
-        return "bad_timestamp", f"ts {ts[:40]!r} is not an ISO 8601 time with a zone"
-    for i in _REQUIRED:
-        if not fields[i]:
-            return "missing_field", f"{COLUMNS[i]} is empty"
-    return "", ""
+            return gzip.decompress(data), "", "gzip, decompressed"
+        except (OSError, EOFError, zlib.error) as exc:
+            return data, "bad_compressed_file", f"gzip magic bytes but {exc}"
+    for magic, kind in _ARCHIVES.items():
+        if data.startswith(magic):
+            return data, "compressed_file", (f"a {kind} archive: extract its CSV files and "
+                                             "deliver them one by one (or gzip each one)")
+    return data, "", ""
 
 
-def _real_time(ts: str) -> bool:
-    """A well-formed timestamp that names a real instant (no month 13, no 30 February)."""
+def _decode(lines: list[bytes], encoding: str) -> tuple[list[bytes], list[Rejected]]:
+    """The lines as UTF-8; lines that do not decode are rejected, one by one."""
+    utf8 = encoding.replace("_", "-").lower() in ("utf-8", "utf8")
+    body = b"\n".join(lines)
     try:
-        datetime.fromisoformat(ts)
-    except ValueError:
-        return False
-    return True
-
-
-def _record_reason(record: bytes) -> tuple[str, str]:
-    text = record.decode("utf-8", "surrogateescape")
-    if '"' not in text:
-        return reason(text.split(","), text)
-    try:
-        fields = next(csv.reader((text,), strict=True))
-    except csv.Error as exc:
-        return "bad_quoting", f"csv: {exc}"
-    return reason(fields, text)
-
-
-def check_rows(data: bytes) -> RowCheck:
-    """Validate every record of a file whose header is right; never raises on bad content.
-
-    The common case runs at C speed: one pattern match per line, mapped over all lines.
-    Python looks only at the lines the pattern did not accept (bad records, quoted line
-    breaks, rarer valid shapes), joining a quoted field's continuation lines.
-    """
-    body = data[len(HEADER):]
-    lines = body.split(b"\n")
-    if lines[-1] == b"":
-        lines.pop()  # after the final line break
-    keep = list(map(bool, map(_common_record, lines)))
-    if max(map(len, lines), default=0) > MAX_FIELD_BYTES:
-        keep = [ok and len(line) <= MAX_FIELD_BYTES for ok, line in zip(keep, lines)]
-    if not _utf8(body):  # the pattern accepts any byte: find the lines that are not UTF-8
-        keep = [ok and (line.isascii() or _utf8(line)) for ok, line in zip(keep, lines)]
-    result = RowCheck(lines, keep)
-    count, resume = len(lines), 0
-    for i in [i for i, ok in enumerate(keep) if not ok]:
-        if i < resume:
-            continue  # a continuation line, judged with its record
-        record, resume = lines[i], i + 1
-        while record.count(b'"') % 2 and resume < count:  # a quoted field goes on
-            record += b"\n" + lines[resume]
-            keep[resume] = False
-            resume += 1
-        record = record[:-1] if record.endswith(b"\r") else record  # CRLF
-        why, detail = _record_reason(record)
-        if not why:
-            lines[i], keep[i] = record, True
-            continue
-        if len(record) > MAX_RAW_BYTES:
-            detail += f"; raw record {len(record)} bytes, first {MAX_RAW_BYTES} kept"
-        result.rejected.append(Rejected(i + 2, why, detail, record[:MAX_RAW_BYTES]))
-    return result
-
-
-def _utf8(raw: bytes) -> bool:
-    try:
-        raw.decode("utf-8")
+        text = body.decode(encoding)
+        return (lines if utf8 else text.encode().split(b"\n")), []
     except UnicodeDecodeError:
-        return False
+        pass
+    good, rejected = [], []
+    for i, line in enumerate(lines):
+        try:
+            good.append(line if line.isascii() or utf8 and _check(line, encoding)
+                        else line.decode(encoding).encode())
+        except UnicodeDecodeError as exc:
+            reason = "invalid_utf8" if utf8 else "invalid_encoding"
+            hint = "; a Latin-1 export? try --param encoding=latin-1" if utf8 else ""
+            rejected.append(Rejected(i + 1, reason, f"byte 0x{line[exc.start]:02x} at column "
+                                     f"{exc.start + 1} is not {encoding}{hint}", line))
+            good.append(b"")  # keeps the numbering; never read again
+    return good, rejected
+
+
+def _check(line: bytes, encoding: str) -> bool:
+    line.decode(encoding)
     return True
+
+
+def _text_lines(data: bytes, encoding: str) -> tuple[list[bytes], str]:
+    """Split into physical lines after a BOM (UTF-16 with a BOM is transcoded)."""
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            if name == "utf-16":
+                try:
+                    return data.decode("utf-16").encode().splitlines(), "UTF-16 (BOM), transcoded"
+                except UnicodeDecodeError:
+                    break  # not UTF-16 after all: judged line by line as it is
+            return data[len(bom):].splitlines(), "UTF-8 BOM stripped"
+    return data.splitlines(), ""
+
+
+# ------------------------------------------------------------------------- header
+def _header(line: bytes) -> tuple[list[str], str, str]:
+    """(column names in file order, file-level reason or "", detail)."""
+    try:
+        names = [n.strip().lower() for n in next(csv.reader([line.decode()]))]
+    except (UnicodeDecodeError, csv.Error, StopIteration):
+        return [], "bad_header", "the first line is not a CSV header"
+    known = set(COLUMNS)
+    if not known & set(names):
+        return [], "bad_header", f"the first line names none of the columns: {line[:80]!r}"
+    seen: set[str] = set()
+    duplicated = sorted({n for n in names if n in seen or seen.add(n)})
+    missing = [c for c in COLUMNS if c not in names]
+    unknown = [n for n in names if n not in known]
+    if duplicated:
+        return names, "duplicate_column", f"column {', '.join(duplicated)} appears twice"
+    if missing or unknown:
+        detail = "; ".join(part for part in (
+            f"missing column {', '.join(missing)}" if missing else "",
+            f"unknown column {', '.join(map(repr, unknown))}" if unknown else "") if part)
+        return names, "missing_column" if missing else "unknown_column", detail
+    return names, "", ""
+
+
+# ------------------------------------------------------------------------- quotes
+def _fields(record: bytes) -> int:
+    return _quoted_text.sub(b"", record).count(b",") + 1
+
+
+def _quote_spans(lines: list[bytes], start: int, ncols: int,
+                 taken: set[int]) -> tuple[list[Rejected], set[int]]:
+    """Records with a quote problem, and every line they cover (see the module doc).
+    Lines in ``taken`` (already quarantined, e.g. undecodable) are never part of a span."""
+    rejected: list[Rejected] = []
+    covered: set[int] = set()
+    # C-level passes: the lines with a quote, then those of them that are not well quoted
+    # (every line with an odd number of quotes is among them). Python sees only those.
+    tail = lines[start:]
+    quoted = _flags(map(operator.contains, tail, repeat(b'"')))
+    bad = [start + k for k in compress(quoted, map(operator.not_, map(
+        _well_quoted, map(tail.__getitem__, quoted))))]
+    odd = [i for i in bad if lines[i].count(b'"') % 2]
+    odd_set = set(odd)
+    for i in bad:
+        if i in covered or i in taken:
+            continue
+        covered.add(i)
+        if i not in odd_set:
+            rejected.append(Rejected(i + 1, "bad_quoting", "a quote inside an unquoted field "
+                                     "or text after a closing quote", lines[i]))
+            continue
+        # the next odd line after i (bisect: a file of inch marks has an odd line per line)
+        k = bisect.bisect_right(odd, i)
+        end = odd[k] if k < len(odd) and odd[k] <= i + MAX_SPAN else None
+        record = b"\n".join(lines[i:end + 1]) if end is not None else b""
+        if (end is not None and taken.isdisjoint(range(i, end + 1)) and _well_quoted(record)
+                and _fields(record) == ncols):
+            covered.update(range(i, end + 1))
+            raw, detail = _cut(record, f"a quoted field spans lines {i + 1}-{end + 1}")
+            rejected.append(Rejected(i + 1, "embedded_newline", detail, raw, end - i + 1))
+        else:
+            rejected.append(Rejected(i + 1, "bad_quoting", f"a quote opened on line {i + 1} "
+                                     "never closes: this line alone is quarantined", lines[i]))
+    return rejected, covered
+
+
+# ------------------------------------------------------------------------ records
+def _parse(body: bytes, names: list[str], longest: int) -> tuple[pa.Table, list[int]]:
+    """pyarrow's reader over one-record lines: the table and the 0-based positions of
+    the lines with the wrong number of fields (not in the table). ``longest`` is the
+    longest line: a block must hold a whole line, or pyarrow refuses the file."""
+    wrong: list[int] = []
+
+    def invalid(row: pacsv.InvalidRow) -> str:
+        wrong.append(row.number - 1)  # use_threads=False: physical rows are numbered
+        return "skip"
+
+    table = pacsv.read_csv(
+        io.BytesIO(body),
+        read_options=pacsv.ReadOptions(column_names=names, use_threads=False,
+                                       block_size=max(1 << 20, 2 * longest + 2)),
+        parse_options=pacsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=False,
+                                         invalid_row_handler=invalid),
+        convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
+                                             strings_can_be_null=False))
+    return table.select(list(COLUMNS)), wrong
+
+
+def _judged(checked: Checked, lines: list[bytes], candidates: list[int],
+            names: list[str], body: bytes | None) -> None:
+    """Parse and judge the candidate lines (``body``: the file's bytes from the first
+    candidate on, when they are exactly the candidates); fill ``checked``."""
+    longest = max(map(len, lines))
+    if body is not None:
+        table, wrong = _parse(body, names, longest)
+        if table.num_rows + len(wrong) != len(candidates):  # pyarrow split lines otherwise
+            body = None
+    if body is None:
+        table, wrong = _parse(b"\n".join(map(lines.__getitem__, candidates)), names, longest)
+    for k in wrong:
+        i = candidates[k]
+        checked.rejected.append(Rejected(i + 1, "wrong_column_count", f"expected {len(names)} "
+                                         f"fields, got {_fields(lines[i])}", lines[i]))
+    parsed = np.delete(np.asarray(candidates, dtype=np.int32), wrong)
+    codes = rowrule.judge(table, longest)
+    for k in np.flatnonzero(codes):
+        reason = rowrule.FIELD_REASONS[codes[k]]
+        i = int(parsed[k])
+        raw, detail = _cut(lines[i], rowrule.detail(reason, table.slice(k, 1).to_pylist()[0]))
+        checked.rejected.append(Rejected(i + 1, reason, detail, raw))
+    valid = codes == 0
+    checked.table = table.filter(pa.array(valid)) if not valid.all() else table
+    checked.line_numbers = parsed[valid] + 1
+
+
+def _flags(values) -> list[int]:
+    """Positions of the truthy values (a C-level loop)."""
+    flags = list(values)
+    return list(compress(range(len(flags)), flags))
+
+
+def check_file(data: bytes, encoding: str = "utf-8") -> Checked:
+    """Validate one supplier file; never raises on bad content (see the module doc)."""
+    data, reason, note = _unwrap(data)
+    if reason:
+        return _whole(reason, note, data, 0)
+    raw_lines, bom_note = _text_lines(data, encoding)
+    note = "; ".join(n for n in (note, bom_note) if n)
+    if not raw_lines:
+        return Checked(rejected=[Rejected(0, "empty_file", "no lines", b"", 0)], note=note)
+    lines, rejected = _decode(raw_lines, encoding)
+    if rejected:  # said once per file too, in loaded_files.note
+        note = "; ".join(n for n in (note, f"{len(rejected)} of {len(lines)} lines are not "
+                                     f"{encoding}") if n)
+    skipped = dict.fromkeys(SKIP_REASONS, 0)
+    blank = set(_flags(map(operator.not_, map(bytes.strip, lines, repeat(b" \t,")))))
+    blank -= {r.line - 1 for r in rejected}
+    head = next((i for i in range(len(lines)) if i not in blank), None)
+    if head is None or rejected and rejected[0].line - 1 == head:
+        return _whole("bad_header", "no header line" if head is None else "the header is "
+                      "not text in the file's encoding", data, len(lines))
+    names, reason, detail = _header(lines[head])
+    if reason:
+        return _whole(reason, detail, raw_lines[head], len(lines))
+    checked = Checked(lines=len(lines), rejected=rejected, skipped=skipped, note=note)
+    done = {r.line - 1 for r in rejected}
+    if b'"' in data:
+        spans, covered = _quote_spans(lines, head + 1, len(names), done)
+        checked.rejected += spans
+        done |= covered
+    _classify(checked, lines, head, blank, done, b"\0" in data)
+    candidates = sorted(set(range(head + 1, len(lines))) - done)
+    if not candidates and not checked.rejected:
+        checked.rejected.append(Rejected(0, "header_only", "a header and no records", b"", 0))
+    elif candidates:
+        # The common case, every line after the header a candidate: pyarrow reads the
+        # file's own bytes, no copy.
+        direct = (data[len(lines[0]):].lstrip(b"\r\n") if not note and head == 0
+                  and lines is raw_lines and len(candidates) == len(lines) - 1 else None)
+        _judged(checked, lines, candidates, names, direct)
+    checked.rejected.sort(key=operator.attrgetter("line"))
+    return checked
+
+
+def _classify(checked: Checked, lines: list[bytes], head: int, blank: set[int],
+              done: set[int], nul: bool) -> None:
+    """Skip the header, blank lines and repeated headers; quarantine NUL lines. Every
+    line handled here is added to ``done``."""
+    headers = {lines[head], lines[head].strip(), ",".join(COLUMNS).encode()}
+    checked.skipped["header"] = 1
+    checked.skipped["blank"] = len(blank - done)
+    done |= blank | {head}
+    repeated: set[int] = set()
+    if any(lines[head + 1:].count(h) for h in headers):  # C-level scans, per header form
+        repeated = set(_flags(map(headers.__contains__, lines))) - done
+    checked.skipped["repeated_header"] = len(repeated)
+    done |= repeated
+    if nul:
+        for i in set(_flags(map(operator.contains, lines, repeat(b"\0")))) - done:
+            column = lines[i].index(b"\0") + 1
+            checked.rejected.append(Rejected(i + 1, "nul_byte", f"a NUL byte at column {column}",
+                                             lines[i]))
+            done.add(i)
