@@ -28,7 +28,8 @@ import psycopg
 
 from harness.scenario import Check, Context, Param, Unit, UnitFailure, UnitResult
 from harness.services.supplier_client import FetchStats, afetch, fetch
-from harness.workloads import copyceiling, csvgen, csvtables, csvverify, db, pgload, saloaders
+from harness.workloads import (copyceiling, csvgen, csvtables, csvverify, db, pgload, saloaders,
+                               volumeio)
 
 NAME = "csv_ingest"
 DESCRIPTION = ("supplier CSV files -> validate -> COPY into PostgreSQL + quarantine, "
@@ -73,10 +74,25 @@ PARAMS = (
     Param("nas_latency_ms", 12.0, "nas: delay per filesystem operation", minimum=0.0),
     Param("nas_slots", 8, "nas: operations the volume serves at once", minimum=1),
     Param("nas_max_threads", 64, "nas: FUSE worker threads", minimum=1),
+    Param("nas_choke_ms", 1800.0, "nas: service time at nas_choke_depth outstanding operations "
+          "(the server chokes; <= nas_latency_ms: never)", minimum=0.0),
+    Param("nas_choke_depth", 200, "nas: outstanding operations at which service takes "
+          "nas_choke_ms", minimum=1),
+    Param("nas_timeout_ms", 0.0, "nas: soft-mount timeo: an operation unanswered this long "
+          "fails with EIO/ETIMEDOUT (0 = hard mount)", minimum=0.0),
+    Param("nas_max_handles", 0, "nas: handles one file may have open before EBUSY (0 = no "
+          "limit)", minimum=0),
+    Param("file_kb", 0, "mean file size in KB, e.g. 2048 for the article's 2 MB files "
+          "(sets rows_per_file; 0 = from rows_per_file)", minimum=0),
+    Param("stage", False, "api: stage each download on the NAS volume (write, read back) "
+          "before loading it, as the article's pipeline did"),
+    Param("write_back", False, "append each file's processed output to its supplier's output "
+          "file on the NAS volume and fsync it before the commit (writes queue too)"),
     Param("ceiling_rows", 300_000, "rows of clean files the \\copy ceiling is measured on "
           "(0 = do not measure)", minimum=0),
 )
 
+ROW_BYTES = 85  # mean bytes of a generated row: file_kb -> rows_per_file
 CEILING_MIN_ROWS = 50_000  # smaller data sets are \copied repeatedly for a steady rate
 _cell_started: dict[str, float] = {}  # parent only: wall clock at reset, for the rate check
 _ceiling: dict[str, copyceiling.Ceiling] = {}  # parent only: this run's measured ceiling
@@ -88,7 +104,8 @@ def spec_of(params: dict[str, Any]) -> csvgen.Spec:
     suppliers, files, rows = SCALES[params["scale"]]
     return csvgen.Spec(suppliers=params["suppliers"] or suppliers,
                        files_per_supplier=params["files_per_supplier"] or files,
-                       rows_per_file=params["rows_per_file"] or rows,
+                       rows_per_file=(max(1, round(params["file_kb"] * 1024 / ROW_BYTES))
+                                      if params["file_kb"] else params["rows_per_file"] or rows),
                        malformed_fraction=params["malformed_fraction"],
                        heavy_tail=params["heavy_tail"], seed=params["seed"])
 
@@ -109,7 +126,8 @@ def _dataset(root: Path, params: tuple[tuple[str, Any], ...]) -> Path:
 
 def services(params: dict[str, Any]) -> tuple[str, ...]:
     if params["source"] == "api":
-        return ("postgres", "suppliers")
+        volume = params["stage"] or params["write_back"]
+        return ("postgres", "suppliers", "nas") if volume else ("postgres", "suppliers")
     if params["source"] == "nas" and not params["data_dir"]:
         return ("postgres", "nas")  # with data_dir, that folder is the NAS (a real mount)
     return ("postgres",)
@@ -133,7 +151,9 @@ def service_config(ctx: Context) -> dict[str, dict[str, Any]]:
                           "log_path": request_log(ctx), "seed": p["seed"]},
             "nas": {"backing": folder, "mountpoint": mountpoint,
                     "latency_ms": p["nas_latency_ms"], "slots": p["nas_slots"],
-                    "max_threads": p["nas_max_threads"]}}
+                    "max_threads": p["nas_max_threads"], "choke_ms": p["nas_choke_ms"],
+                    "choke_depth": p["nas_choke_depth"], "timeout_ms": p["nas_timeout_ms"],
+                    "max_handles": p["nas_max_handles"]}}
 
 
 # --------------------------------------------------------------------- run lifecycle
@@ -142,7 +162,8 @@ def _hand_made_files(folder: Path) -> list[str]:
     READMEs or hidden files)."""
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
                   if p.is_file() and p.name != csvverify.EXPECTED_FILE
-                  and not p.name.startswith((".", "README")))
+                  and not p.name.startswith((".", "README"))
+                  and volumeio.OUT_DIR not in p.relative_to(folder).parts)
 
 
 def _prepare_hand_made(ctx: Context, folder: Path) -> None:
@@ -213,18 +234,37 @@ def units(ctx: Context) -> list[Unit]:
 
 def reset(ctx: Context) -> None:
     db.fresh_schema(ctx, csvtables.ddl())
+    if ctx.params["stage"] or ctx.params["write_back"]:
+        volumeio.reset(dataset(ctx), ctx.cell_id, sorted({u.group for u in units(ctx)}))
     _cell_started[ctx.cell_id] = time.time()
 
 
 def teardown(ctx: Context) -> None:
     db.drop_kept_schema(ctx)
+    volumeio.remove(dataset(ctx))
 
 
 # ------------------------------------------------------------------------- the work
+def _volume(ctx: Context) -> Path:
+    if "nas" in ctx.services:
+        return Path(ctx.services["nas"]["path"])  # the mount, or the folder without FUSE
+    return dataset(ctx)  # data_dir: that folder is the NAS
+
+
 def _path(unit: Unit, ctx: Context) -> Path:
-    if ctx.params["source"] == "nas" and not ctx.params["data_dir"]:
-        return Path(ctx.services["nas"]["path"]) / unit.id  # the mount, or the folder
+    if ctx.params["source"] == "nas":
+        return _volume(ctx) / unit.id
     return dataset(ctx) / unit.id
+
+
+def _through_volume(unit: Unit, ctx: Context, data: bytes) -> bytes:
+    """Stage a download and write the processed output back: the whole file stays in this
+    handler's memory until its write is queued, so memory grows with files in flight."""
+    if ctx.params["stage"] and ctx.params["source"] == "api":
+        data = volumeio.stage(_volume(ctx), ctx.cell_id, unit.id, data)
+    if ctx.params["write_back"]:
+        volumeio.write_back(_volume(ctx), ctx.cell_id, unit.group, data)
+    return data
 
 
 def _url(unit: Unit, ctx: Context) -> str:
@@ -272,6 +312,7 @@ def work(unit: Unit, ctx: Context) -> UnitResult:
         else:
             with open(_path(unit, ctx), "rb") as fh:
                 data = fh.read()
+        data = _through_volume(unit, ctx, data)
         loaded = _load(ctx, unit, data)
     except Exception as exc:  # the file failed: say so in the database, then record it
         try:
@@ -298,7 +339,8 @@ async def awork(unit: Unit, ctx: Context) -> UnitResult:
     The pandas and orm loaders have no async API: they run ``work`` in a thread."""
     import aiofiles
 
-    if ctx.params["loader"] not in ("copy", "executemany"):
+    if ctx.params["loader"] not in ("copy", "executemany") or ctx.params["stage"] \
+            or ctx.params["write_back"]:  # no async file writes through the volume here
         return await asyncio.to_thread(work, unit, ctx)
 
     stats = FetchStats()
