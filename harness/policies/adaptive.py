@@ -2,8 +2,9 @@
 manner of Netflix's concurrency-limits (its AIMD limit with a latency threshold).
 
 Each group (a supplier) starts at ``start`` units at once. Every unit that finishes cleanly
-with a service time near the group's unloaded minimum adds ``1 / limit`` (about one more
-unit per round of completions: additive increase); a failed unit, a unit that met 429s, or
+with a service time near the group's unloaded minimum raises the limit: by one until the
+first cut (slow start, doubling per round), then by ``1 / limit`` (about one more unit per
+round of completions: additive increase); a failed unit, a unit that met 429s, or
 one whose service time grew past ``TOLERANCE`` x the minimum multiplies the limit by
 ``BACKOFF`` (multiplicative decrease), once per burst: units that started before the last
 cut do not cut again, so one burst of rejections does not collapse it. The limit's trajectory goes into the cell record
@@ -49,7 +50,10 @@ class _Limit:
                 return "hold"  # started before the last cut: the same congestion, seen late
             self.limit, self.cut_at_ns = max(1.0, self.limit * BACKOFF), end_ns
             return "down"
-        self.limit = min(float(ceiling), self.limit + 1.0 / self.limit)
+        # Slow start until the first cut (one more per clean completion: doubling per round),
+        # then additive increase (about one more per round).
+        step = 1.0 if self.cut_at_ns < 0 else 1.0 / self.limit
+        self.limit = min(float(ceiling), self.limit + step)
         return "up"
 
 
