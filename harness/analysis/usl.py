@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+KAPPA_NIL = 1e-9  # a fitted coherency below this is no coherency (the optimizer's zero)
+
 
 def usl(n: np.ndarray, lam: float, sigma: float, kappa: float) -> np.ndarray:
     """Throughput at concurrency ``n`` under the USL."""
@@ -38,7 +40,7 @@ class UslFit:
     @property
     def n_star(self) -> float:
         """Concurrency of peak throughput (inf when coherency is nil: Amdahl flattens out)."""
-        if self.kappa <= 0:
+        if self.kappa <= KAPPA_NIL:
             return math.inf
         return math.sqrt(max(0.0, 1 - self.sigma) / self.kappa)
 

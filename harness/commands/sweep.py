@@ -70,9 +70,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
         for p in summary.points:
             console.print(f"  {p.n:>5}  {p.label:<32} {p.throughput:9.1f} units/s  "
                           f"p95 {p.p95_ms:8.0f} ms  errors {p.error_rate:6.1%}"
-                          f"{'' if p.clean else '  not clean'}")
+                          f"{'' if p.clean else '  not clean'}", soft_wrap=True)
         for line in fit_text(summary, layout["axis"]):
-            console.print(line.replace("**", ""))
+            console.print(line.replace("**", ""), soft_wrap=True)
     for path in write_sweep_report(run_dir, layout, summaries):
         console.print(f"report: {path}")
     console.print(f"results: {run_dir}")

@@ -29,8 +29,13 @@ def fit_text(summary: SeriesSummary, axis: str) -> list[str]:
     if fit is None:
         lines.append("- USL fit: fewer than 3 clean points, no fit")
     else:
-        n_star = "infinite (no coherency cost: throughput flattens, never falls)" \
-            if math.isinf(fit.n_star) else f"{fit.n_star:.1f}"
+        tested = max(p.n for p in summary.points)
+        if math.isinf(fit.n_star):
+            n_star = "infinite (no coherency cost: throughput flattens, never falls)"
+        elif fit.n_star > 4 * tested:
+            n_star = f"{fit.n_star:.3g}, far beyond the points run (up to {tested}): it flattens"
+        else:
+            n_star = f"{fit.n_star:.1f}"
         lines += [f"- USL fit on {fit.points} clean points (R² {fit.r2:.3f}): "
                   f"σ (contention) = {fit.sigma:.4f} {_ci(fit.sigma_ci)}, "
                   f"κ (coherency) = {fit.kappa:.2e} {_ci(fit.kappa_ci)}, "
