@@ -86,3 +86,12 @@ def test_the_fitted_sigma_recovers_the_lock_fraction(tmp_path):
     md, png = write_sweep_report(run_dir, layout, [summary])
     assert "σ (contention)" in md.read_text() and png.stat().st_size > 1000
     assert json.loads((run_dir / "sweep.json").read_text())["axis"] == "workers"
+
+
+def test_the_sweep_command_refuses_modes_and_needs_a_knob(capsys):
+    from harness.cli import main
+
+    assert main(["sweep", "calibrate", "--modes", "serial", "--vary", "workers=1..4"]) == 2
+    assert "builds its own modes" in capsys.readouterr().err
+    assert main(["sweep", "calibrate"]) == 2
+    assert "--vary" in capsys.readouterr().err

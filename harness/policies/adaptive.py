@@ -6,9 +6,12 @@ with a service time near the group's unloaded minimum raises the limit: by one u
 first cut (slow start, doubling per round), then by ``1 / limit`` (about one more unit per
 round of completions: additive increase); a failed unit, a unit that met 429s, or
 one whose service time grew past ``TOLERANCE`` x the minimum multiplies the limit by
-``BACKOFF`` (multiplicative decrease), once per burst: units that started before the last
-cut do not cut again, so one burst of rejections does not collapse it. The limit's trajectory goes into the cell record
-(``info()["limit_trajectory"]``) and the report plots it.
+``BACKOFF`` (0.9, multiplicative decrease; ``ERROR_BACKOFF``, 0.5, for a failed unit), once
+per burst: units that started before the last cut do not cut again, so one burst of
+rejections does not collapse it. The cut is mild on purpose: a request in its 429 back-off
+keeps its slot, so halving the limit leaves the supplier's tokens unused while it sleeps.
+The limit's trajectory goes into the cell record (``info()["limit_trajectory"]``) and the
+report plots it.
 
 Outcomes come from the records the driver passes (``sees_records``); the policy still never
 reads a clock: a record's own end time stamps the trajectory.
@@ -26,7 +29,8 @@ from harness.scenario import Unit
 
 RETRIES = 12          # index of the retries-by-cause dict in a record tuple
 TOLERANCE = 2.0       # service time above this multiple of the minimum counts as queueing
-BACKOFF = 0.5         # multiplicative decrease on errors, 429s or latency growth
+BACKOFF = 0.9         # multiplicative decrease on 429s or latency growth (Netflix's AIMD ratio)
+ERROR_BACKOFF = 0.5   # ... and on a failed unit, a harder signal than a pushback
 MAX_TRAJECTORY = 5000  # points kept in the cell record (later changes are counted only)
 
 
@@ -39,7 +43,8 @@ class _Limit:
         self.min_service_ns: int | None = None
         self.cut_at_ns = -1  # end of the unit that caused the last decrease
 
-    def observe(self, start_ns: int, end_ns: int, bad: bool, ceiling: int) -> str:
+    def observe(self, start_ns: int, end_ns: int, bad: bool, ceiling: int,
+                failed: bool = False) -> str:
         """Adjust to one finished unit; what happened: "up", "down" or "hold"."""
         service_ns = max(0, end_ns - start_ns)
         if self.min_service_ns is None or (not bad and service_ns < self.min_service_ns):
@@ -48,7 +53,8 @@ class _Limit:
         if bad or slow:
             if start_ns < self.cut_at_ns:
                 return "hold"  # started before the last cut: the same congestion, seen late
-            self.limit, self.cut_at_ns = max(1.0, self.limit * BACKOFF), end_ns
+            ratio = ERROR_BACKOFF if failed else BACKOFF
+            self.limit, self.cut_at_ns = max(1.0, self.limit * ratio), end_ns
             return "down"
         # Slow start until the first cut (one more per clean completion: doubling per round),
         # then additive increase (about one more per round).
@@ -111,7 +117,8 @@ class Adaptive(GroupedPolicy):
         retries = record[RETRIES] or {}
         bad = record[STATUS] != "ok" or bool(retries.get("429")) or bool(retries.get("5xx"))
         before = state.limit
-        event = state.observe(record[START], record[END], bad, self.maximum)
+        event = state.observe(record[START], record[END], bad, self.maximum,
+                              failed=record[STATUS] != "ok")
         self._events[event] += 1
         if state.limit != before and len(self._trajectory) < MAX_TRAJECTORY:
             self._trajectory.append((int(record[END]), unit.group, round(state.limit, 3)))
