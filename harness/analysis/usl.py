@@ -11,6 +11,7 @@ the clean points only (a point with errors measures a different system).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,7 +61,7 @@ class UslFit:
 
 def fit_usl(n: list[float], x: list[float]) -> UslFit | None:
     """Fit the USL to (concurrency, throughput) points; None with fewer than 3 distinct N."""
-    from scipy.optimize import curve_fit
+    from scipy.optimize import OptimizeWarning, curve_fit
 
     n_arr, x_arr = np.asarray(n, dtype=float), np.asarray(x, dtype=float)
     if len(set(n_arr.tolist())) < 3 or not np.all(np.isfinite(x_arr)):
@@ -68,8 +69,10 @@ def fit_usl(n: list[float], x: list[float]) -> UslFit | None:
     at_one = x_arr[n_arr == n_arr.min()].mean() / n_arr.min()
     # Relative errors (sigma=x): the low-N points, where throughput is small, weigh as much as
     # the plateau, which is where sigma is read.
-    params, cov = curve_fit(usl, n_arr, x_arr, p0=(at_one, 0.05, 1e-4), sigma=x_arr,
-                            bounds=([0, 0, 0], [np.inf, 1, 1]), maxfev=20000)
+    with warnings.catch_warnings():  # too few points for a covariance: CIs are nan, said so
+        warnings.simplefilter("ignore", OptimizeWarning)
+        params, cov = curve_fit(usl, n_arr, x_arr, p0=(at_one, 0.05, 1e-4), sigma=x_arr,
+                                bounds=([0, 0, 0], [np.inf, 1, 1]), maxfev=20000)
     errors = np.sqrt(np.clip(np.diag(cov), 0, None)) if np.all(np.isfinite(cov)) else [math.nan] * 3
     ci = [(float(max(0.0, p - 1.96 * e)), float(p + 1.96 * e)) for p, e in zip(params, errors)]
     predicted = usl(n_arr, *params)

@@ -32,6 +32,8 @@ def fit_text(summary: SeriesSummary, axis: str) -> list[str]:
         tested = max(p.n for p in summary.points)
         if math.isinf(fit.n_star):
             n_star = "infinite (no coherency cost: throughput flattens, never falls)"
+        elif fit.n_star < min(p.n for p in summary.points):
+            n_star = f"{fit.n_star:.2g}, below the lowest point run: throughput only falls from there"
         elif fit.n_star > 4 * tested:
             n_star = f"{fit.n_star:.3g}, far beyond the points run (up to {tested}): it flattens"
         else:
