@@ -6,9 +6,10 @@ with a service time near the group's unloaded minimum raises the limit: by one u
 first cut (slow start, doubling per round), then by ``1 / limit`` (about one more unit per
 round of completions: additive increase); a failed unit, a unit that met 429s, or
 one whose service time grew past ``TOLERANCE`` x the minimum multiplies the limit by
-``BACKOFF`` (0.9, multiplicative decrease; ``ERROR_BACKOFF``, 0.5, for a failed unit), once
+``BACKOFF`` (0.9) after 429s, by ``TOLERANCE x minimum / service`` (within 0.5-0.9, as
+Gradient2 does) after queueing, and by ``ERROR_BACKOFF`` (0.5) after a failed unit, once
 per burst: units that started before the last cut do not cut again, so one burst of
-rejections does not collapse it. The cut is mild on purpose: a request in its 429 back-off
+rejections does not collapse it. The 429 cut is mild on purpose: a request in its back-off
 keeps its slot, so halving the limit leaves the supplier's tokens unused while it sleeps.
 The limit's trajectory goes into the cell record (``info()["limit_trajectory"]``) and the
 report plots it.
@@ -43,24 +44,35 @@ class _Limit:
         self.min_service_ns: int | None = None
         self.cut_at_ns = -1  # end of the unit that caused the last decrease
 
-    def observe(self, start_ns: int, end_ns: int, bad: bool, ceiling: int,
+    def observe(self, start_ns: int, end_ns: int, pushed_back: bool, ceiling: int,
                 failed: bool = False) -> str:
         """Adjust to one finished unit; what happened: "up", "down" or "hold"."""
         service_ns = max(0, end_ns - start_ns)
+        bad = pushed_back or failed
         if self.min_service_ns is None or (not bad and service_ns < self.min_service_ns):
             self.min_service_ns = max(1, service_ns)
         slow = service_ns > TOLERANCE * self.min_service_ns
         if bad or slow:
             if start_ns < self.cut_at_ns:
                 return "hold"  # started before the last cut: the same congestion, seen late
-            ratio = ERROR_BACKOFF if failed else BACKOFF
-            self.limit, self.cut_at_ns = max(1.0, self.limit * ratio), end_ns
+            self.limit = max(1.0, self.limit * self._ratio(service_ns, pushed_back, failed))
+            self.cut_at_ns = end_ns
             return "down"
         # Slow start until the first cut (one more per clean completion: doubling per round),
         # then additive increase (about one more per round).
         step = 1.0 if self.cut_at_ns < 0 else 1.0 / self.limit
         self.limit = min(float(ceiling), self.limit + step)
         return "up"
+
+    def _ratio(self, service_ns: int, pushed_back: bool, failed: bool) -> float:
+        if failed:
+            return ERROR_BACKOFF
+        if pushed_back:
+            return BACKOFF
+        # Queueing (Gradient2's rule): cut in proportion to how far service time grew past
+        # the tolerated multiple of its minimum, never by more than half.
+        gradient = TOLERANCE * (self.min_service_ns or 1) / max(1, service_ns)
+        return max(ERROR_BACKOFF, min(BACKOFF, gradient))
 
 
 @register
@@ -115,9 +127,9 @@ class Adaptive(GroupedPolicy):
         if record is None or record[STATUS] == "not-run":
             return
         retries = record[RETRIES] or {}
-        bad = record[STATUS] != "ok" or bool(retries.get("429")) or bool(retries.get("5xx"))
+        pushed_back = bool(retries.get("429")) or bool(retries.get("5xx"))
         before = state.limit
-        event = state.observe(record[START], record[END], bad, self.maximum,
+        event = state.observe(record[START], record[END], pushed_back, self.maximum,
                               failed=record[STATUS] != "ok")
         self._events[event] += 1
         if state.limit != before and len(self._trajectory) < MAX_TRAJECTORY:
