@@ -29,14 +29,14 @@ bench: $(STAMP)
 	$(BIN)/harness run $(SCENARIO) $(ARGS)
 
 # The article's 10,000-file incident, scaled to run in under 10 minutes on 2 cores (README,
-# "The article, reproduced"): 5 suppliers x 24 files of ~1 MB (120 files), fetched from
-# rate-limited supplier endpoints (2 requests/s each), staged on the NAS volume (choking, soft
+# "The article, reproduced"): 5 suppliers x 30 files of ~1 MB (150 files), fetched from
+# rate-limited supplier endpoints (4 requests/s each), staged on the NAS volume (choking, soft
 # mount timeo 2 s, EBUSY past 8 handles per file), loaded into PostgreSQL, output written back.
-ARTICLE_PARAMS := --param source=api --param suppliers=5 --param files_per_supplier=24 \
-	--param file_kb=1024 --param heavy_tail=false --param rate=2 --param stage=true \
+ARTICLE_PARAMS := --param source=api --param suppliers=5 --param files_per_supplier=30 \
+	--param file_kb=1024 --param heavy_tail=false --param rate=4 --param stage=true \
 	--param write_back=true --param nas_timeout_ms=2000 --param nas_max_handles=8 \
 	--param ceiling_rows=0
-ARTICLE_MODES := serial,threads[120]+fanout(20,500),threads[16]+capped(3,200ms)
+ARTICLE_MODES := serial,threads[150]+fanout(20,500),threads[16]+capped(3,200ms)
 
 article: $(STAMP)
 	$(BIN)/harness run csv_ingest --modes '$(ARTICLE_MODES)' $(ARTICLE_PARAMS) \

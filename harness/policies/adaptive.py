@@ -1,17 +1,16 @@
 """adaptive(start, max): a per-group concurrency limit that finds the cap by itself, in the
 manner of Netflix's concurrency-limits (its AIMD limit with a latency threshold).
 
-Each group (a supplier) starts at ``start`` units at once. Every unit that finishes cleanly
-while the group's smoothed service time stays near its unloaded minimum (the lowest that
-average has been) raises the limit by ``1 / limit``
-(about one more unit per round of completions: additive increase); a failed unit, a unit
-that met 429s, or
-a smoothed service time grown past ``TOLERANCE`` x the minimum multiplies the limit by
-``BACKOFF`` (0.9) after 429s, by ``TOLERANCE x minimum / service`` (within 0.5-0.9, as
-Gradient2 does) after queueing, and by ``ERROR_BACKOFF`` (0.5) after a failed unit, once
-per burst: units that started before the last cut do not cut again, so one burst of
-rejections does not collapse it. The 429 cut is mild on purpose: a request in its back-off
-keeps its slot, so halving the limit leaves the supplier's tokens unused while it sleeps.
+Each group (a supplier) starts at ``start`` units at once. Each clean unit updates the
+group's smoothed service time (an EWMA, so that one tiny file does not set the baseline nor
+one huge file read as queueing) and its unloaded minimum (the lowest that average has been).
+While the average stays within ``TOLERANCE`` x the minimum, every clean unit raises the limit
+by ``1 / limit`` (about one more unit per round of completions: additive increase). A unit
+that met 429s (or 5xx) multiplies it by ``BACKOFF`` (0.9), queueing (the average past the
+tolerance) by ``TOLERANCE x minimum / average`` within 0.5-0.9 (Gradient2's rule), a failed
+unit by ``ERROR_BACKOFF`` (0.5); once per burst: units that started before the last cut do
+not cut again. The 429 cut is mild on purpose: a request in its back-off keeps its slot, so
+halving the limit leaves the supplier's tokens unused while it sleeps.
 The limit's trajectory goes into the cell record (``info()["limit_trajectory"]``) and the
 report plots it.
 
