@@ -88,14 +88,16 @@ def _receipt(unit: Unit, ctx: Context) -> None:
 class _StopTheWorld:
     """A shared lock with Amdahl's semantics: while one unit holds it exclusively no other unit
     progresses. The parallel part runs in short slices, each admitted only when no one holds or
-    waits for the lock (writer preference), so a waiting holder stops the world within a slice."""
+    waits for the lock (writer preference); a holder claims it, lets the slices in flight finish
+    (at most SLICE_S, counted in its held time) and holds it alone for the rest."""
 
-    SLICE_S = 0.002
+    SLICE_S = 0.001
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._exclusive = False
         self._waiting = 0
+        self._active = 0  # parallel slices sleeping now
 
     def parallel(self, seconds: float) -> None:
         end = time.perf_counter() + seconds
@@ -105,7 +107,13 @@ class _StopTheWorld:
                     paused = time.perf_counter()
                     self._cond.wait()
                     end += time.perf_counter() - paused  # no progress while the world stops
-            time.sleep(min(self.SLICE_S, left))
+                self._active += 1
+            try:
+                time.sleep(min(self.SLICE_S, max(0.0, end - time.perf_counter())))
+            finally:
+                with self._cond:
+                    self._active -= 1
+                    self._cond.notify_all()
 
     def exclusive(self, seconds: float) -> None:
         with self._cond:
@@ -113,9 +121,15 @@ class _StopTheWorld:
             while self._exclusive:
                 self._cond.wait()
             self._waiting -= 1
-            self._exclusive = True
+            self._exclusive = True  # claimed: no other holder, no new slice from here
+            drain = time.perf_counter()
+            while self._active:  # slices in flight finish first (at most SLICE_S)
+                self._cond.wait()
+            drain = time.perf_counter() - drain
         try:
-            time.sleep(seconds)  # slices in flight finish within SLICE_S: negligible overlap
+            # The world stopped when the drain began (no new slice starts), so the drain counts
+            # towards the held time: a holder neither waits on nor gives away parallel work.
+            time.sleep(max(0.0, seconds - drain))
         finally:
             with self._cond:
                 self._exclusive = False
@@ -227,7 +241,11 @@ def bound(ctx: Context, executor: str) -> float:
     if fraction and executor in ("serial", "threads", "asyncio"):
         # One interpreter shares the lock: its parts are serial and stop everyone else, the
         # rest runs at most ``workers`` at a time (Amdahl's law).
-        cpu_floor = max(cost, n * cost * (fraction + (1 - fraction) / min(workers, n or 1)))
+        parallel = min(workers, n or 1)
+        # A drain (slices in flight finishing as a holder starts) counts as held time while
+        # some parallel work still progresses: at most SLICE_S per unit off the exact value.
+        drains = n * _StopTheWorld.SLICE_S if parallel > 1 else 0.0
+        cpu_floor = max(cost, n * cost * (fraction + (1 - fraction) / parallel) - drains)
     if ctx.extra.get("policy") == "capped":
         options = ctx.extra.get("policy_options", {})
         span = simulate_grouped(group_sizes(ctx), cost, options.get("group_cap", 3),

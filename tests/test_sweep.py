@@ -11,6 +11,7 @@ import pytest
 from harness.analysis.sweep import Knob, PointResult, Search, SweepError, summarize_series
 from harness.analysis.usl import fit_usl, usl
 from harness.config import RunConfig
+from harness.records import load_run
 from harness.report.sweep import write_sweep_report
 from harness.sweeprun import SweepConfig, load_sweep, point_mode, run_sweep
 
@@ -75,13 +76,14 @@ def test_the_fitted_sigma_recovers_the_lock_fraction(tmp_path):
     USL's contention sigma is f; a sweep of real cells must recover it within 10 %."""
     f = 0.25
     base = RunConfig(scenario="calibrate", repeat=1, warmup=False, out=tmp_path, progress=False,
-                     params={"units": "64", "groups": "1", "cost_ms": "20",
+                     params={"units": "96", "groups": "1", "cost_ms": "40",
                              "lock_fraction": str(f), "receipts": "true"})
     sweep = SweepConfig(base, "threads", knobs=(Knob.parse("workers=1,2,4,8,16,32"),))
     run_dir = run_sweep(sweep)
     layout, (summary,) = load_sweep(run_dir)
     assert [p.n for p in summary.points] == [1, 2, 4, 8, 16, 32]
-    assert all(p.clean for p in summary.points), [(p.n, p.error_rate) for p in summary.points]
+    assert all(p.clean for p in summary.points), [(c["label"], c["status"], c["message"])
+                                                   for c in load_run(run_dir).cells]
     assert summary.fit.sigma == pytest.approx(f, rel=0.10), summary.fit
     md, png = write_sweep_report(run_dir, layout, [summary])
     assert "σ (contention)" in md.read_text() and png.stat().st_size > 1000
