@@ -26,7 +26,7 @@ from typing import Any
 from harness.outcomes import END, START, STATUS
 from harness.policies import register
 from harness.policies.base import PolicyError, parse_count
-from harness.policies.groups import GroupedPolicy
+from harness.policies.groups import LimitedPolicy
 from harness.scenario import Unit
 
 RETRIES = 12          # index of the retries-by-cause dict in a record tuple
@@ -42,7 +42,6 @@ class _Limit:
 
     def __init__(self, start: float):
         self.limit = start
-        self.running = 0
         self.smoothed_ns: float | None = None    # EWMA of clean service times
         self.min_service_ns: float | None = None  # its lowest value: the unloaded minimum
         self.cut_at_ns = -1  # end of the unit that caused the last decrease
@@ -83,7 +82,7 @@ class _Limit:
 
 
 @register
-class Adaptive(GroupedPolicy):
+class Adaptive(LimitedPolicy):
     name = "adaptive"
     description = "per-group AIMD concurrency limit: rises while latency stays low, cuts on errors/429s"
     simplicity = 3
@@ -94,7 +93,6 @@ class Adaptive(GroupedPolicy):
         super().__init__(capacity)
         self.start, self.maximum = start, maximum
         self._limits: dict[str, _Limit] = {}
-        self._in_flight = 0
         self._trajectory: list[tuple[int, str, float]] = []
         self._events = {"up": 0, "down": 0, "hold": 0}
 
@@ -112,25 +110,17 @@ class Adaptive(GroupedPolicy):
         return f"adaptive({self.start},{self.maximum})"
 
     def arrive(self, unit: Unit) -> None:
-        self._groups.add(unit)
+        super().arrive(unit)
         if unit.group not in self._limits:
             self._limits[unit.group] = _Limit(float(self.start))
             self._trajectory.append((0, unit.group, float(self.start)))
 
-    def next(self, now_ns: int) -> Unit | None:
-        if self._in_flight >= self.capacity:
-            return None
-        limits = self._limits
-        unit = self._groups.take(lambda group, index: limits[group].running < int(limits[group].limit))
-        if unit is not None:
-            limits[unit.group].running += 1
-            self._in_flight += 1
-        return unit
+    def allowed(self, group: str, index: int, now_ns: int) -> bool:
+        return self._running[group] < int(self._limits[group].limit)
 
     def finished(self, unit: Unit, record: tuple[Any, ...] | None = None) -> None:
+        super().finished(unit, record)
         state = self._limits[unit.group]
-        state.running -= 1
-        self._in_flight -= 1
         if record is None or record[STATUS] == "not-run":
             return
         retries = record[RETRIES] or {}

@@ -12,12 +12,12 @@ from typing import Any
 
 from harness.policies import register
 from harness.policies.base import PolicyError, parse_count, parse_seconds
-from harness.policies.groups import GroupedPolicy
+from harness.policies.groups import LimitedPolicy
 from harness.scenario import Unit
 
 
 @register
-class Capped(GroupedPolicy):
+class Capped(LimitedPolicy):
     name = "capped"
     description = "per-group cap with staggered group starts: capped(cap,stagger)"
     simplicity = 2
@@ -26,9 +26,7 @@ class Capped(GroupedPolicy):
     def __init__(self, capacity: int, cap: int = 3, stagger_s: float = 0.2):
         super().__init__(capacity)
         self.cap, self.stagger_ns = cap, int(stagger_s * 1e9)
-        self._running: dict[str, int] = {}
-        self._peak: dict[str, int] = {}
-        self._in_flight = 0
+        self._group_peak: dict[str, int] = {}
 
     @classmethod
     def from_args(cls, args: list[str], defaults: dict[str, Any], capacity: int) -> "Capped":
@@ -42,22 +40,14 @@ class Capped(GroupedPolicy):
     def label(self) -> str:
         return f"capped({self.cap},{self.stagger_ns / 1e6:g}ms)"
 
-    def arrive(self, unit: Unit) -> None:
-        self._groups.add(unit)
-        self._running.setdefault(unit.group, 0)
+    def allowed(self, group: str, index: int, now_ns: int) -> bool:
+        return index * self.stagger_ns <= now_ns and self._running[group] < self.cap
 
     def next(self, now_ns: int) -> Unit | None:
-        if self._in_flight >= self.capacity:
-            return None
-
-        def allowed(group: str, index: int) -> bool:
-            return index * self.stagger_ns <= now_ns and self._running[group] < self.cap
-
-        unit = self._groups.take(allowed)
+        unit = super().next(now_ns)
         if unit is not None:
-            running = self._running[unit.group] = self._running[unit.group] + 1
-            self._peak[unit.group] = max(self._peak.get(unit.group, 0), running)
-            self._in_flight += 1
+            group = unit.group
+            self._group_peak[group] = max(self._group_peak.get(group, 0), self._running[group])
         return unit
 
     def wake_at(self, now_ns: int) -> int | None:
@@ -65,11 +55,7 @@ class Capped(GroupedPolicy):
                   if self._groups.queues[g] and i * self.stagger_ns > now_ns]
         return min(starts) if starts else None
 
-    def finished(self, unit: Unit, record: tuple[Any, ...] | None = None) -> None:
-        self._running[unit.group] -= 1
-        self._in_flight -= 1
-
     def info(self) -> dict[str, Any]:
         return {"group_cap": self.cap, "stagger_s": self.stagger_ns / 1e9,
                 "groups": len(self._groups.order),
-                "peak_per_group": max(self._peak.values(), default=0)}
+                "peak_per_group": max(self._group_peak.values(), default=0)}

@@ -13,12 +13,12 @@ from typing import Any
 
 from harness.policies import register
 from harness.policies.base import PolicyError, parse_count
-from harness.policies.groups import GroupedPolicy
+from harness.policies.groups import LimitedPolicy
 from harness.scenario import Unit
 
 
 @register
-class Fanout(GroupedPolicy):
+class Fanout(LimitedPolicy):
     name = "fanout"
     description = "naive fan-out: W group workers x M handlers each, all at once: fanout(W,M)"
     simplicity = 1
@@ -27,10 +27,7 @@ class Fanout(GroupedPolicy):
     def __init__(self, capacity: int, workers: int = 20, handlers: int = 500):
         super().__init__(capacity)
         self.workers, self.handlers = workers, handlers
-        self._running: dict[str, int] = {}
         self._active: set[str] = set()    # groups a worker holds (started, not yet done)
-        self._in_flight = 0
-        self._peak = 0
 
     @classmethod
     def from_args(cls, args: list[str], defaults: dict[str, Any], capacity: int) -> "Fanout":
@@ -43,30 +40,19 @@ class Fanout(GroupedPolicy):
     def label(self) -> str:
         return f"fanout({self.workers},{self.handlers})"
 
-    def arrive(self, unit: Unit) -> None:
-        self._groups.add(unit)
-        self._running.setdefault(unit.group, 0)
+    def allowed(self, group: str, index: int, now_ns: int) -> bool:
+        if group in self._active:
+            return self._running[group] < self.handlers
+        return len(self._active) < self.workers
 
     def next(self, now_ns: int) -> Unit | None:
-        if self._in_flight >= self.capacity:
-            return None
-
-        def allowed(group: str, index: int) -> bool:
-            if group in self._active:
-                return self._running[group] < self.handlers
-            return len(self._active) < self.workers
-
-        unit = self._groups.take(allowed)
+        unit = super().next(now_ns)
         if unit is not None:
             self._active.add(unit.group)
-            self._running[unit.group] += 1
-            self._in_flight += 1
-            self._peak = max(self._peak, self._in_flight)
         return unit
 
     def finished(self, unit: Unit, record: tuple[Any, ...] | None = None) -> None:
-        self._running[unit.group] -= 1
-        self._in_flight -= 1
+        super().finished(unit, record)
         if not self._running[unit.group] and not self._groups.queues[unit.group]:
             self._active.discard(unit.group)  # this worker is free for the next group
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable
+from typing import Any, Callable
 
 from harness.policies.base import Policy
 from harness.scenario import Unit
@@ -65,3 +65,36 @@ class GroupedPolicy(Policy):
 
     def remaining(self) -> list[Unit]:
         return self._groups.drain()
+
+
+class LimitedPolicy(GroupedPolicy):
+    """A grouped policy that limits how many units run at once (capped, fanout, adaptive):
+    it counts running units per group and in all, and never exceeds the executor's capacity.
+    Subclasses say which group may start one more in ``allowed(group, index, now_ns)``."""
+
+    def __init__(self, capacity: int):
+        super().__init__(capacity)
+        self._running: dict[str, int] = {}
+        self._in_flight = 0
+        self._peak = 0
+
+    def arrive(self, unit: Unit) -> None:
+        super().arrive(unit)
+        self._running.setdefault(unit.group, 0)
+
+    def allowed(self, group: str, index: int, now_ns: int) -> bool:
+        raise NotImplementedError
+
+    def next(self, now_ns: int) -> Unit | None:
+        if self._in_flight >= self.capacity:
+            return None
+        unit = self._groups.take(lambda group, index: self.allowed(group, index, now_ns))
+        if unit is not None:
+            self._running[unit.group] += 1
+            self._in_flight += 1
+            self._peak = max(self._peak, self._in_flight)
+        return unit
+
+    def finished(self, unit: Unit, record: tuple[Any, ...] | None = None) -> None:
+        self._running[unit.group] -= 1
+        self._in_flight -= 1
