@@ -144,6 +144,8 @@ def _resources(mine: pd.DataFrame) -> dict[str, Any]:
     row.update({key: float(getattr(mine[col].dropna(), how)())
                 for col, (key, how) in _DB_COLUMNS.items()
                 if col in mine and mine[col].notna().any()})
+    row["cluster_remote"] = bool(mine["cluster_remote"].fillna(False).any()) \
+        if "cluster_remote" in mine else False
     return row
 
 
@@ -276,9 +278,11 @@ def table_notes(table: pd.DataFrame) -> list[str]:
         notes.append(f"speedup vs the baseline, {baseline.iloc[0]} (the simplest mode); "
                      "~ = not significant")
     notes.append("efficiency = bound / run s; a run below its bound is a harness error")
-    if table.get("cluster_memory_peak_mb", pd.Series(dtype=float)).notna().any():
-        notes.append("cluster columns: measured on the Dask workers; where the cluster is "
-                     "remote, CPU and memory columns are the client's only")
+    remote = table.loc[table.get("cluster_remote", pd.Series(False, index=table.index))
+                       .astype(bool), "mode"]
+    if not remote.empty:
+        notes.append(f"{', '.join(remote)}: a remote cluster; its CPU and memory columns are "
+                     "the client's only, the cluster columns were measured on its workers")
     return notes
 
 
