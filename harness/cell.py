@@ -17,6 +17,7 @@ import pickle
 import resource
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -30,6 +31,7 @@ from harness.modes import ModeOptions, ModeSpec
 from harness.scenario import Context, Unit
 
 PR_SET_PDEATHSIG = 1
+TERM_FLUSH_S = 1.5  # the parent's grace period after SIGTERM is 2 s
 UNITS_FILE = "units.pkl"  # the cell's units, pickled by the parent beside spec.json
 
 
@@ -80,8 +82,11 @@ def run_cell(spec: dict[str, Any], spec_path: str, channel: ChannelWriter) -> in
     recorder = Recorder(lambda batch: channel.send(("units", batch)))
 
     def on_term(signum: int, frame: Any) -> None:
-        # Timeout or memory kill from the parent: hand over what we have, then go.
-        recorder.flush()
+        # Timeout or memory kill from the parent: hand over what we have, then go. From
+        # another thread: this one may hold the recorder's lock (a deadlock otherwise).
+        flusher = threading.Thread(target=recorder.flush, daemon=True)
+        flusher.start()
+        flusher.join(TERM_FLUSH_S)
         os._exit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_term)
@@ -95,6 +100,7 @@ def run_cell(spec: dict[str, Any], spec_path: str, channel: ChannelWriter) -> in
 
     # This process's CPU over the run phase (exact; the parent's samples cover the tree).
     result = driver.run(units, on_t0, on_run_end=lambda: cpu.append(cpu_times()))
+    recorder.close()
     close = scenario.function("close_worker")
     if close is not None:
         close(ctx)

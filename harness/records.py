@@ -250,13 +250,15 @@ _V2_SIMPLICITY = {"serial": 0, "grouped": 22, "threads": 20, "asyncio": 30,
 
 
 def _upgrade_2_to_3(bundle: dict[str, Any]) -> dict[str, Any]:
-    """v2 named a unit's queue start ``intended_ns`` (its meaning differed per mode; kept
-    as due_ns, the nearest there is) and recorded no phases: the makespan stays what it
-    measured (set-up included), and set-up/tear-down are unknown."""
+    """v2 stamped an ``intended_ns`` whose meaning differed per mode (a loop's unit start,
+    a pool's submission, a group's release). Every v2 scenario was a batch, so each unit
+    was due at t0: due_ns is 0, and latency from due means the same as in v3. v2 recorded
+    no phases: the makespan stays what it measured (set-up included)."""
     for rows in bundle["units"].values():
         for row in rows:
             if "intended_ns" in row:
-                row["due_ns"] = row.pop("intended_ns")
+                row.pop("intended_ns")
+                row["due_ns"] = 0
     lost = False
     for cell in bundle["cells"]:
         for check in cell.get("verify") or []:

@@ -209,9 +209,14 @@ class Runner:
         """Extend the default plan with the interleave control where groups matter."""
         modes = with_interleave_control(self.modes, list(self.scenario.module.units(ctx)))
         if modes != self.modes:
+            # The control runs with the capped mode's workers: only the order may differ.
+            capped = next(m for m in modes if ModeSpec.parse(m).policy == "capped")
+            workers = self.config.workers
+            if INTERLEAVE_CONTROL not in workers and capped in workers:
+                workers[INTERLEAVE_CONTROL] = workers[capped]
             self.modes = modes
             self.plan = make_plan(modes, self.config.repeat, self.config.warmup)
-            record.plan = [{"cell_id": c.cell_id, **dataclasses.asdict(c)} for c in self.plan]
+            record.plan = [self._planned(c) for c in self.plan]
             self.console.print(f"added the control {INTERLEAVE_CONTROL} (the units have "
                                f"several groups): {len(self.plan)} cells")
 
@@ -278,6 +283,8 @@ class Runner:
         rec.info = out.info
         if verify:
             rec.verify = [dataclasses.asdict(c) for c in self._verify(ctx)]
+            # The executor's real concurrency (a user's Dask cluster has its own size).
+            ctx.workers = int((out.info or {}).get("workers", ctx.workers))
             rec.bound_s = self._bound(ctx)
             below_bound(rec)
         write_json_atomic(child.cell_dir / "cell.json", asdict_record(rec))
@@ -308,8 +315,11 @@ class Runner:
 def below_bound(rec: CellRecord) -> None:
     """A run phase measured below the scenario's own lower bound is a harness error (a
     clock, a lost unit, a broken pool): flag the cell so it never enters a verdict."""
-    if (rec.status == "ok" and rec.bound_s is not None and rec.makespan_s is not None
-            and rec.makespan_s < rec.bound_s):
+    # The bound assumes every unit ran: a cell that stopped early or had failed units
+    # may well end sooner, and that is a finding, not a harness error.
+    complete = rec.units_ok == rec.units_total
+    if (rec.status == "ok" and complete and rec.bound_s is not None
+            and rec.makespan_s is not None and rec.makespan_s < rec.bound_s):
         rec.status = HARNESS_ERROR
         rec.message = (f"measured run {rec.makespan_s:.4f} s below the scenario's bound "
                        f"{rec.bound_s:.4f} s: a harness error, not a result")

@@ -161,10 +161,18 @@ def _metrics(mine: pd.DataFrame, metrics: list[dict[str, Any]]) -> dict[str, flo
     return row
 
 
+def _finished(mine: pd.DataFrame, units: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The cells that ran to the end (status ok, not censored) and their units: a crashed
+    or cut-short cell never enters a percentile, a rate or a median."""
+    done = mine[(mine["status"] == "ok") & ~mine["censored"].fillna(False).astype(bool)]
+    return done, units[units["cell"].isin(set(done["cell_id"]))] if not units.empty else units
+
+
 def _mode_row(label: str, mine: pd.DataFrame, mine_units: pd.DataFrame,
               sample: Sample, metrics: list[dict[str, Any]]) -> dict[str, Any]:
     summary = summarize(sample)
-    walls = mine["makespan_s"].dropna()
+    done, done_units = _finished(mine, mine_units)
+    walls = done["makespan_s"].dropna()
     failed = _failed_checks(mine)
     verify_text, verify_ok = _verify(mine, failed)
     row = {
@@ -184,8 +192,9 @@ def _mode_row(label: str, mine: pd.DataFrame, mine_units: pd.DataFrame,
         "censored_cells": summary.censored,
         "outliers": ", ".join(mine["cell_id"].iloc[i] for i in summary.outliers) or "-",
         "units_total": int(mine["units_total"].sum()),
-        "units_per_s": float(mine["units_ok"].sum() / walls.sum()) if walls.sum() > 0
+        "units_per_s": float(done["units_ok"].sum() / walls.sum()) if walls.sum() > 0
         else np.nan,
+        "cells_left_out": len(mine) - len(done),  # not in percentiles, rates or medians
         "errors": _errors_by_class(mine_units),
         "error_count": int(mine["units_error"].sum()),
         "not_run": int(mine["units_not_run"].sum()),
@@ -195,8 +204,8 @@ def _mode_row(label: str, mine: pd.DataFrame, mine_units: pd.DataFrame,
         "verify_failed": ", ".join(failed),
         "bound_s": float(mine["bound_s"].median()) if mine["bound_s"].notna().any() else np.nan,
         "harness_errors": int((mine["status"] == HARNESS_ERROR).sum()),
-        **_percentiles(mine_units),
-        **_resources(mine),
+        **_percentiles(done_units),
+        **_resources(done),
         **_metrics(mine, metrics),
     }
     row["wall_range"] = f"{row['wall_min']:.3f}-{row['wall_max']:.3f}" \
