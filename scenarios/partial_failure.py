@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from contextlib import nullcontext
 from typing import Any
@@ -109,18 +110,26 @@ def _app(ctx: Context) -> str:
     return f"pf:{ctx.schema}"[:63]  # tags this cell's sessions for the open-session count
 
 
+_conns: list[psycopg.Connection] = []  # every workload connection of this process
+_conns_lock = threading.Lock()
+
+
 def _connection(ctx: Context) -> psycopg.Connection:
     conn = getattr(ctx.local, "pf_conn", None)
     if conn is None or conn.closed or conn.broken:  # a terminated session: reconnect
         conn = psycopg.connect(ctx.services["postgres"]["dsn"],
                                **{**db.connect_kwargs(ctx), "application_name": _app(ctx)})
         ctx.local.pf_conn = conn
+        with _conns_lock:
+            _conns.append(conn)
     return conn
 
 
 def close_worker(ctx: Context) -> None:
-    conn = getattr(ctx.local, "pf_conn", None)
-    if conn is not None:
+    """Close every workload connection this process opened (each worker thread has one)."""
+    with _conns_lock:
+        conns, _conns[:] = list(_conns), []
+    for conn in conns:
         conn.close()
 
 
