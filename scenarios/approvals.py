@@ -49,7 +49,8 @@ from harness.scenario import Check, Context, Metric, Param, Unit, UnitResult
 from harness.workloads import db
 
 NAME = "approvals"
-DESCRIPTION = "tickets approved by (modelled) humans: duplicate invoices of parallel requests"
+DESCRIPTION = ("tickets approved by modelled humans (lognormal delays, scaled by time_scale): "
+               "duplicate invoices of parallel requests")
 SERVICES = ("postgres",)
 STRATEGIES = ("sequential", "parallel", "parallel_claim", "hybrid")
 PARAMS = (
