@@ -282,15 +282,18 @@ class Runner:
         rec.sampler = out.sampler
         rec.info = out.info
         if verify:
-            rec.verify = [dataclasses.asdict(c) for c in self._verify(ctx)]
+            checks = self._verify(ctx)
+            ctx.extra["run_s"] = rec.makespan_s
+            checks += self._verify(ctx, "recover")  # a recovery run from the state verified
+            rec.verify = [dataclasses.asdict(c) for c in checks]
             # The executor's real concurrency (a user's Dask cluster has its own size).
             ctx.workers = int((out.info or {}).get("workers", ctx.workers))
             rec.bound_s = self._bound(ctx)
             below_bound(rec)
         write_json_atomic(child.cell_dir / "cell.json", asdict_record(rec))
 
-    def _verify(self, ctx: Context) -> list[Check]:
-        fn = self.scenario.function("verify")
+    def _verify(self, ctx: Context, hook: str = "verify") -> list[Check]:
+        fn = self.scenario.function(hook)
         if fn is None:
             return []
         try:
@@ -298,7 +301,7 @@ class Runner:
             metric_values(checks, self.scenario.metrics)  # a wrong metric name says so here
             return checks
         except Exception as exc:  # a verify that cannot run is a failed check, not a crash
-            return [Check("verify", "runs", f"{type(exc).__name__}: {exc}", False)]
+            return [Check(hook, "runs", f"{type(exc).__name__}: {exc}", False)]
 
     def _bound(self, ctx: Context) -> float | None:
         fn = self.scenario.function("bound")

@@ -17,7 +17,8 @@ from tests.runhelp import run_scenario
 
 # I/O-like units of 40 ms in 4 groups: long enough that dispatch overhead is small.
 IO_PARAMS = {"units": 24, "groups": 4, "cost_ms": 40}
-POLICY_SPECS = {"fifo": "", "interleave": "+interleave", "capped": "+capped(2,50ms)"}
+POLICY_SPECS = {"fifo": "", "interleave": "+interleave", "capped": "+capped(2,50ms)",
+                "lanes": "+lanes(1,g00)"}
 
 
 def _available(name: str) -> None:
