@@ -296,7 +296,8 @@ class PostgresService:
     def _describe_embedded(self) -> PostgresInfo:
         server = _embedded[self.data_dir][0]
         hint = f"read {self.data_dir / 'log'} or delete {self.data_dir} to start afresh"
-        return _describe(server.get_uri(), hint, embedded=True, source=self._source(), pids=(server.get_pid(),))
+        pid = live_postmaster(self.data_dir) or server.get_pid()
+        return _describe(server.get_uri(), hint, embedded=True, source=self._source(), pids=(pid,))
 
     def stop(self) -> None:
         """Stop the embedded server (never a DATABASE_URL one); idempotent.
@@ -320,8 +321,48 @@ class PostgresService:
             raise ServiceError(f"embedded PostgreSQL in {self.data_dir} did not stop cleanly ({exc}); kill pid {pid}") from exc
         finally:
             server_cls._instances.pop(self.data_dir, None)
-        if not (self.data_dir / "postmaster.pid").exists():  # else another live process still uses it
+        if not _live_handles(self.data_dir, exclude=os.getpid()):
+            # Nobody else uses it: stop whatever postmaster the pid file names now, which
+            # is not pgserver's when the server was restarted from outside meanwhile.
+            stop_postmaster(self.data_dir)
             _wait_gone((pid,), timeout=10.0)
+
+    def alive(self) -> bool | None:
+        """Cheap liveness (no connection): the embedded postmaster named by the pid file is
+        running; for DATABASE_URL, its local postmaster pid if known, else None (unknown)."""
+        info = self._info
+        if info is None:
+            return False
+        if info.embedded:
+            return live_postmaster(self.data_dir) is not None
+        if info.pids:
+            return any(_running_pid(p) for p in info.pids)
+        return None
+
+    def answers(self) -> str | None:
+        """None when the server accepts a connection and a query, else why not (one line)."""
+        if self._info is None:
+            return "not started"
+        try:
+            with psycopg.connect(self._info.dsn, connect_timeout=2, autocommit=True) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            return str(_connect_error(self._info.dsn, exc, _GENERIC_HINT))
+        if self._info.embedded and live_postmaster(self.data_dir) not in self._info.pids:
+            self._info = self._describe_embedded()  # restarted from outside: follow its pid
+        return None
+
+    def revive(self) -> PostgresInfo:
+        """Start the embedded server again after it died (same data folder, same DSN)."""
+        if self._info is None or not self._info.embedded:
+            raise ServiceError("only the embedded server can be restarted by the harness")
+        _, _, server_cls = _pgserver()
+        server = _embedded[self.data_dir][0]
+        with server_cls._lock:
+            _clear_stale_state(self.data_dir)
+            server.ensure_postgres_running()
+        self._info = self._describe_embedded()
+        return self._info
 
     def restart(self) -> None:
         """Stop and start the embedded postmaster (open connections break); the DSN stays the same."""
@@ -354,3 +395,61 @@ def _wait_gone(pids: tuple[int, ...], timeout: float) -> None:
             time.sleep(0.05)
         if _running(proc):
             proc.kill()
+
+
+def _running_pid(pid: int) -> bool:
+    try:
+        return _running(psutil.Process(pid))
+    except psutil.Error:
+        return False
+
+
+def live_postmaster(data_dir: Path) -> int | None:
+    """The pid of the postmaster serving ``data_dir`` now (from its pid file), else None."""
+    try:
+        pid = int((Path(data_dir) / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if _is_postmaster_of(pid, Path(data_dir)) else None
+
+
+def _live_handles(data_dir: Path, exclude: int | None = None) -> list[int]:
+    """Live processes other than ``exclude`` listed as users of the embedded server."""
+    try:
+        listed = json.loads((Path(data_dir) / ".handle_pids.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [p for p in listed if isinstance(p, int) and p != exclude and _running_pid(p)]
+
+
+def stop_postmaster(data_dir: Path, timeout: float = 15.0) -> None:
+    """Stop the postmaster of ``data_dir`` (fast shutdown, then immediate, then SIGKILL)."""
+    import signal
+
+    pid = live_postmaster(data_dir)
+    if pid is None:
+        return
+    for sig, wait_s in ((signal.SIGINT, timeout), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait_s
+        while _running_pid(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not _running_pid(pid):
+            return
+
+
+def release_embedded(data_dir: Path, dead_pid: int) -> None:
+    """A harness that used the embedded server died: drop its handle, and stop the server
+    when no live process uses it any more (pgserver's own clean-up never ran)."""
+    handles = Path(data_dir) / ".handle_pids.json"
+    remaining = _live_handles(data_dir, exclude=dead_pid)
+    try:
+        if handles.exists():
+            handles.write_text(json.dumps(remaining))
+    except OSError:
+        pass
+    if not remaining:
+        stop_postmaster(data_dir)
