@@ -323,6 +323,16 @@ def load_run(path: Path, details: bool = True) -> RunData:
                                             cell.get("mode", "")) if details else []
         samples[cell["cell_id"]] = list(read_json_lines(cell_dir / "samples.jsonl")) \
             if details else []
+    from harness.partial import rebuild_cells
+
+    before = {c["cell_id"] for c in cells}
+    rebuild_cells(path, run, cells)  # a dead harness's last cell, from its streamed units
+    for cell in cells:
+        if cell["cell_id"] not in before:
+            units[cell["cell_id"]] = read_units(cells_dir / cell["cell_id"] / "units.jsonl",
+                                                cell["cell_id"], cell["mode"]) if details else []
+            samples[cell["cell_id"]] = list(read_json_lines(
+                cells_dir / cell["cell_id"] / "samples.jsonl")) if details else []
     bundle = {"run": run, "cells": cells, "units": units, "samples": samples}
     if version < SCHEMA_VERSION:
         run["stored_schema_version"] = version  # reports say they read an upgraded folder

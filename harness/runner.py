@@ -28,7 +28,8 @@ from harness.plan import PlannedCell, make_plan
 from harness.progress import CellProgress
 from harness.records import (CellRecord, RunRecord, asdict_record, create_run_dir,
                              write_json_atomic)
-from harness.runstate import Registration, RunEntry, drop_schemas, process_started, reap_stale
+from harness.runstate import (Registration, RunEntry, default_state_dir, drop_schemas,
+                              process_started, reap_stale)
 from harness.scenario import Check, Context, ScenarioError, Unit, metric_values
 from harness.services.stack import ServiceStack
 from harness.sourcehash import code_hash
@@ -46,7 +47,7 @@ class RunInterrupted(Exception):
 
 def state_dir() -> Path:
     """Where embedded services and generated data live (``.harness/`` of the project)."""
-    return Path(os.environ.get("HARNESS_STATE_DIR", PROJECT_ROOT / ".harness"))
+    return default_state_dir()
 
 
 def resolve_modes(config: RunConfig) -> list[str]:

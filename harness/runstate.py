@@ -49,6 +49,13 @@ class RunEntry:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def default_state_dir() -> Path:
+    """Where embedded services, generated data and scratch live (the project's ``.harness/``,
+    or ``HARNESS_STATE_DIR``)."""
+    root = Path(__file__).resolve().parent.parent
+    return Path(os.environ.get("HARNESS_STATE_DIR", root / ".harness"))
+
+
 def runs_dir(state_dir: Path) -> Path:
     return Path(state_dir) / "runs"
 

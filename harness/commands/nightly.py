@@ -61,7 +61,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if baseline is None:
         console.print("no earlier finished run with the same fingerprint: this run is the "
                       "baseline for the next one")
-        return run_exit_code(analysis.table)
+        return run_exit_code(analysis.table, analysis.verdict)
     comparison = compare_runs(load_run(baseline, details=False), analysis.run, args.threshold)
     if comparison.mismatches and not args.allow_mismatch:
         print_mismatches(comparison, console)

@@ -136,7 +136,8 @@ class ServiceStack(contextlib.ExitStack):
             self.versions["nas"] = self.details["nas"]
             return
         volume = NasVolume(Path(backing), Path(mountpoint), **kwargs)
-        path = volume.mount()
+        self.callback(_rmdir_quiet, Path(mountpoint))  # after the unmount (LIFO): an empty
+        path = volume.mount()                          # mountpoint is a leftover too
         self.callback(volume.unmount)
         self.handles["nas"] = volume
         self.say(f"NFS-like volume mounted at {path} (pid {volume.pid})")
@@ -154,3 +155,10 @@ class ServiceStack(contextlib.ExitStack):
             self.start_nas(**config)
         else:
             raise ValueError(f"unknown service {name!r} (known: {', '.join(KNOWN_SERVICES)})")
+
+
+def _rmdir_quiet(path: Path) -> None:
+    try:
+        path.rmdir()  # refused when not empty or still mounted: then it is not ours to remove
+    except OSError:
+        pass
