@@ -61,13 +61,12 @@ def check_services(stack: ServiceStack, events: list[dict[str, Any]], cell_id: s
     """Before a cell: every service answers, or is restarted (an event), or the reason the
     remaining cells cannot run."""
     for name in list(stack.handles):
-        pids = list(stack.pids.get(name, []))
         reason = stack.answers(name)
+        while stack.noticed:  # what the checks saw since the last cell (a restart from outside)
+            service, what, detail = stack.noticed.pop(0)
+            events.append({"at": now_iso(), "before_cell": cell_id, "service": service,
+                           "event": what, "detail": detail})
         if reason is None:
-            if name == "postgres" and pids and stack.pids.get(name) != pids:
-                events.append({"at": now_iso(), "before_cell": cell_id, "service": name,
-                               "event": "restarted from outside",
-                               "detail": f"postmaster pid {pids} -> {stack.pids[name]}"})
             continue
         event = {"at": now_iso(), "before_cell": cell_id, "service": name,
                  "event": "restarted", "detail": reason}

@@ -29,6 +29,7 @@ class ServiceStack(contextlib.ExitStack):
         self.versions: dict[str, Any] = {}             # recorded in run.json
         self.handles: dict[str, Any] = {}
         self.containers: dict[str, Any] = {}           # sampled through the Docker engine
+        self.noticed: list[tuple[str, str, str]] = []  # (service, event, detail) seen by checks
 
     def start_postgres(self) -> None:
         from harness.services.postgres import PostgresService
@@ -78,8 +79,13 @@ class ServiceStack(contextlib.ExitStack):
             return None  # not started by us (or a local folder instead of a volume)
         if name == "postgres":
             reason = handle.answers()
-            if reason is None and handle.info is not None:
-                self.pids["postgres"] = list(handle.info.pids)  # restarted from outside
+            pids = list(handle.info.pids) if handle.info is not None else []
+            if reason is None and pids != self.pids.get("postgres"):
+                # Restarted from outside (pg_ctl restart): sample, and at the end stop,
+                # the postmaster that runs now; the runner records what happened.
+                self.noticed.append(("postgres", "restarted from outside",
+                                     f"postmaster pid {self.pids.get('postgres')} -> {pids}"))
+                self.pids["postgres"] = pids
             return reason
         if not self.alive(name):
             return f"its process (pid {handle.pid}) is gone"
