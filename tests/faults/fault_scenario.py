@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -23,6 +24,7 @@ PARAMS = (
     Param("units", 60, "number of units", minimum=1),
     Param("cost_ms", 50.0, "sleep per unit", minimum=0.0),
     Param("use", "", "comma-separated services: postgres, suppliers, nas"),
+    Param("quote_dsn", False, "test hook: unit 0 fails quoting the DSN, stderr echoes it"),
 )
 
 
@@ -73,6 +75,10 @@ def reset(ctx: Context) -> None:
 def work(unit: Unit, ctx: Context) -> UnitResult:
     time.sleep(ctx.params["cost_ms"] / 1000)
     use = _use(ctx.params)
+    if ctx.params["quote_dsn"] and unit.payload == 0:  # what careless code does with secrets
+        dsn = ctx.services["postgres"]["dsn"]
+        print(f"connecting to {dsn} with {os.environ.get('PGPASSWORD')}", file=sys.stderr)
+        raise ConnectionError(f"could not use {dsn}")
     if "postgres" in use:
         import psycopg
 

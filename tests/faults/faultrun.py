@@ -51,12 +51,12 @@ class FaultRun:
     """One harness run in a subprocess, its process tree watched from the start."""
 
     def __init__(self, tmp_path: Path, modes: str, params: dict[str, Any],
-                 *extra: str, env: dict[str, str] | None = None):
+                 *extra: str, env: dict[str, str] | None = None, report: bool = False):
         self.out = tmp_path / "results"
         self.log = tmp_path / "harness.log"
         cmd = [sys.executable, "-m", "harness", "run", str(SCENARIO), "--modes", modes,
                "--repeat", "1", "--no-warmup", "--out", str(self.out), "--no-progress",
-               "--no-report", "--timeout", "120",
+               *([] if report else ["--no-report"]), "--timeout", "120",
                *[f"--param={k}={v}" for k, v in params.items()], *extra]
         environ = {**os.environ, "PYTHONPATH": str(ROOT), "HARNESS_STATE_DIR": str(STATE),
                    **(env or {})}
