@@ -47,6 +47,14 @@ def cmdline(proc: psutil.Process) -> str:
         return ""
 
 
+def descendants(proc: psutil.Process) -> list[psutil.Process]:
+    """``proc``'s process tree now ([] while a process vanishes mid-scan)."""
+    try:
+        return proc.children(recursive=True)
+    except psutil.Error:
+        return []
+
+
 class FaultRun:
     """One harness run in a subprocess, its process tree watched from the start."""
 

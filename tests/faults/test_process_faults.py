@@ -8,9 +8,11 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from harness.analysis.table import comparison_table
 from harness.records import load_run
-from tests.faults.faultrun import ROOT, FaultRun, lost, record, wait_for
+from tests.faults.faultrun import ROOT, FaultRun, descendants, lost, record, wait_for
 
 PARAMS = {"units": 80, "cost_ms": 40}
 
@@ -99,3 +101,22 @@ def test_sigint_of_the_harness(tmp_path):
     assert math.isnan(table.loc["threads", "speedup"])  # no ratio from a cut-short cell
     assert math.isnan(table.loc["threads", "efficiency"])
     assert not left
+
+
+def test_kill_9_of_the_cell_child_in_dask_mode(tmp_path):
+    pytest.importorskip("distributed")
+    run = FaultRun(tmp_path, "dask,serial", {"units": 300, "cost_ms": 40}, "--workers", "2")
+    before = run.wait_running(0)
+    cell = wait_for(lambda: run.processes("harness.cell"), 30, "the cell process")[0]
+    wait_for(lambda: len(descendants(cell)) >= 3, 30, "the tracker and the workers")
+    before = run.records(0)
+    cell.kill()
+    rc = run.wait()
+    data, cells = _cells(run)
+    left = run.leftovers()
+    record("kill -9 cell child (dask)", f"exit {rc}; cell {cells[0]['status']}",
+           lost(before, data.units[cells[0]["cell_id"]]), left)
+    assert rc == 0, run.output
+    assert cells[0]["status"] == "crashed" and cells[0]["censored"]
+    assert lost(before, data.units[cells[0]["cell_id"]]) == 0
+    assert not left  # nannies and their workers died with the cell
