@@ -83,7 +83,7 @@ class CellProcess:
                  side_samplers: list[Callable[[Callable[[str, int, dict[str, float]], None]], Any]]
                  | None = None, scratch_dir: Path | None = None,
                  health: Callable[[], str | None] | None = None,
-                 on_spawn: Callable[[int], None] = lambda pid: None):
+                 on_group: Callable[[int | None], None] = lambda pgid: None):
         self.cell_id = cell_id
         self.mode = mode
         self.cell_dir = cell_dir
@@ -101,7 +101,9 @@ class CellProcess:
         # Called about twice a second while the child runs: the name and reason of a
         # service that died (the cell is then cut short as service-down), else None.
         self.health = health
-        self.on_spawn = on_spawn
+        # Told the cell's process group when it starts and None once it is swept (the
+        # keeper kills that group if the harness dies meanwhile, never a reused one).
+        self.on_group = on_group
         self.outcome = ChildOutcome()
         self._units = UnitsWriter(cell_dir / "units.jsonl")
         self._samples = JsonLinesWriter(cell_dir / "samples.jsonl")
@@ -190,7 +192,7 @@ class CellProcess:
                                      stderr=stderr, stdin=subprocess.DEVNULL,
                                      start_new_session=True)
         os.close(write_fd)
-        self.on_spawn(child.pid)
+        self.on_group(child.pid)
         reader = threading.Thread(target=self._read, args=(read_fd,), daemon=True,
                                   name="harness-cell-reader")
         reader.start()
@@ -212,6 +214,7 @@ class CellProcess:
             reader.join(timeout=10)
             self.outcome.sampler["reader_cpu_s"] = self._reader_cpu_s
             sweep_group(child.pid)
+            self.on_group(None)
             self._finish(child, started_ns)
         return self.outcome
 

@@ -276,7 +276,7 @@ class Runner:
                             side_samplers=side_samplers(stack),
                             scratch_dir=ctx.work_dir / ".cells" / cell.cell_id,
                             health=ServiceWatch(stack),
-                            on_spawn=lambda pid: self._registration.update(cell_pgid=pid))
+                            on_group=lambda pgid: self._registration.update(cell_pgid=pgid))
         if self._down is not None:  # never wait on, or retry against, a dead server
             child.abandon(self._down, status=SERVICE_DOWN)
             self._close_cell(rec, child, ctx, verify=False)

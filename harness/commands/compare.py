@@ -29,7 +29,7 @@ def add_threshold_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=share(None), default=0.10, metavar="SHARE",
                    help="a significant slowdown larger than this is a regression "
                    "(default 0.10 = 10%%; also accepts 10%%); a mode whose repeats spread "
-                   "more needs more: the limit is the larger of this and 3x the relative "
+                   "more needs more: the limit is the larger of this and 2.5x the relative "
                    "spread (standard deviation / median) it showed in either run")
 
 
