@@ -246,6 +246,39 @@ class Runner:
 
     def _run_cell(self, cell: PlannedCell, base: Context, stack: ServiceStack,
                   run_dir: Path, progress: CellProgress) -> CellRecord:
+        ctx, rec, child = self._prepare_cell(cell, base, stack, run_dir, progress)
+        if self._down is not None:  # never wait on, or retry against, a dead server
+            child.abandon(self._down, status=SERVICE_DOWN)
+            self._close_cell(rec, child, ctx, verify=False)
+            progress.end(SERVICE_DOWN, None)
+            return rec
+        if self.scenario.has("reset"):
+            try:
+                self.scenario.module.reset(ctx)
+            except Exception as exc:  # this cell cannot run; the others still may
+                child.abandon(f"reset failed: {type(exc).__name__}: {exc}")
+                self._close_cell(rec, child, ctx, verify=False)
+                progress.end("crashed", None)
+                return rec
+        try:
+            outcome = child.run()
+        except KeyboardInterrupt:
+            self._close_cell(rec, child, ctx, verify=False)
+            progress.end("interrupted", child.outcome.makespan_s)
+            raise
+        dead = down_services(stack) if outcome.status != SERVICE_DOWN else {}
+        if dead:  # e.g. every unit failed in 0.1 s on a dead volume: not a result
+            outcome.status, outcome.censored = SERVICE_DOWN, True
+            outcome.message = "; ".join(f"{name} died during the cell: {why}"
+                                        for name, why in dead.items())
+        self._close_cell(rec, child, ctx, verify=outcome.status != SERVICE_DOWN)
+        progress.end(outcome.status, outcome.makespan_s)
+        return rec
+
+    def _prepare_cell(self, cell: PlannedCell, base: Context, stack: ServiceStack,
+                      run_dir: Path, progress: CellProgress
+                      ) -> tuple[Context, CellRecord, CellProcess]:
+        """The cell's context, its record (so far) and its child process, not yet run."""
         cfg = self.config
         spec, options, label = self._mode_options(cell.mode)
         executor = spec.executor_class
@@ -277,33 +310,7 @@ class Runner:
                             scratch_dir=ctx.work_dir / ".cells" / cell.cell_id,
                             health=ServiceWatch(stack),
                             on_group=lambda pgid: self._registration.update(cell_pgid=pgid))
-        if self._down is not None:  # never wait on, or retry against, a dead server
-            child.abandon(self._down, status=SERVICE_DOWN)
-            self._close_cell(rec, child, ctx, verify=False)
-            progress.end(SERVICE_DOWN, None)
-            return rec
-        if self.scenario.has("reset"):
-            try:
-                self.scenario.module.reset(ctx)
-            except Exception as exc:  # this cell cannot run; the others still may
-                child.abandon(f"reset failed: {type(exc).__name__}: {exc}")
-                self._close_cell(rec, child, ctx, verify=False)
-                progress.end("crashed", None)
-                return rec
-        try:
-            outcome = child.run()
-        except KeyboardInterrupt:
-            self._close_cell(rec, child, ctx, verify=False)
-            progress.end("interrupted", child.outcome.makespan_s)
-            raise
-        dead = down_services(stack) if outcome.status != SERVICE_DOWN else {}
-        if dead:  # e.g. every unit failed in 0.1 s on a dead volume: not a result
-            outcome.status, outcome.censored = SERVICE_DOWN, True
-            outcome.message = "; ".join(f"{name} died during the cell: {why}"
-                                        for name, why in dead.items())
-        self._close_cell(rec, child, ctx, verify=outcome.status != SERVICE_DOWN)
-        progress.end(outcome.status, outcome.makespan_s)
-        return rec
+        return ctx, rec, child
 
     def _close_cell(self, rec: CellRecord, child: CellProcess, ctx: Context,
                     verify: bool) -> None:
