@@ -50,9 +50,9 @@ class UnitRecord:
     """One unit: one line of ``units.jsonl``. Times are ns relative to the cell's t0.
 
     ``status`` is ok, error or not-run; a not-run unit's ``error_class`` says why (NotRun
-    after ``--on-error stop``; CellTimeout, CellMemoryExceeded, CellCrashed or
-    CellInterrupted when its cell ended before reporting it: an in-flight unit cannot be
-    told from an unstarted one).
+    after ``--on-error stop``; CellTimeout, CellMemoryExceeded, CellCrashed,
+    CellInterrupted or ServiceDown when its cell ended before reporting it: an in-flight
+    unit cannot be told from an unstarted one).
     """
 
     unit: str
