@@ -13,7 +13,7 @@ help:
 	@echo "make test                              run the test suite"
 	@echo "make faults                            inject each fault into a real run: fault | outcome | records lost | left behind"
 	@echo "make perf                              measure the harness's own overhead (pytest-benchmark)"
-	@echo "make nightly SCENARIO=name             run, compare with the previous comparable run, exit 0/1/3/4"
+	@echo "make nightly SCENARIO=name             run, compare with the last comparable runs, exit 0/1/3/4"
 	@echo "make up / make down                    PostgreSQL, supplier endpoints and NFS-like volume in Docker"
 
 $(STAMP): pyproject.toml

@@ -21,7 +21,7 @@ from rich.console import Console
 from harness.commands.exitcodes import EXIT_HARNESS, EXIT_INTERRUPTED, EXIT_USAGE
 
 NAME = "nightly"
-HELP = "run a scenario, compare it with the previous comparable run, exit 0/1/3/4"
+HELP = "run a scenario, compare it with the last comparable runs (pooled), exit 0/1/3/4"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
