@@ -72,7 +72,12 @@ def test_counts_exactly_what_the_workload_did(quiet_db):
                 conn.execute("UPDATE t SET n = n + 1 WHERE id = %s", (first,))
                 barrier.wait()
                 conn.execute("UPDATE t SET n = n + 1 WHERE id = %s", (second,))
-                time.sleep(0.3)  # hold both locks while the observer polls
+                # Hold both locks until the observer has recorded the victim's retry
+                # waiting on them (a condition, not a time: a loaded machine polls late).
+                deadline = time.monotonic() + 20
+                while not any(x.get("lock_waits", 0) >= 1 for x in list(samples)) \
+                        and time.monotonic() < deadline:
+                    time.sleep(0.02)
             outcomes.append("commit")
         except psycopg.errors.DeadlockDetected:
             outcomes.append("deadlock")
