@@ -54,6 +54,19 @@ def die_with_parent() -> None:
         os._exit(1)  # the parent died before prctl took effect
 
 
+def end_group(code: int) -> None:
+    """Exit, SIGKILLing every process of the cell's group first: pool workers, the
+    multiprocessing resource tracker, Dask nannies and their workers (none of them has
+    this process as the parent PDEATHSIG watches, or they would outlive an orphaned cell)."""
+    try:
+        if os.getpgid(0) == os.getpid():  # we lead the cell's own group (start_new_session)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.killpg(os.getpid(), signal.SIGKILL)
+    except OSError:
+        pass
+    os._exit(code)
+
+
 def cpu_times() -> tuple[float, float]:
     """User and system CPU seconds of this process (not of its children)."""
     me = resource.getrusage(resource.RUSAGE_SELF)
@@ -82,12 +95,19 @@ def run_cell(spec: dict[str, Any], spec_path: str, channel: ChannelWriter) -> in
     recorder = Recorder(lambda batch: channel.send(("units", batch)))
 
     def on_term(signum: int, frame: Any) -> None:
-        # Timeout or memory kill from the parent: hand over what we have, then go. From
-        # another thread: this one may hold the recorder's lock (a deadlock otherwise).
-        flusher = threading.Thread(target=recorder.flush, daemon=True)
+        # Timeout or memory kill from the parent, or the parent died (PDEATHSIG): hand over
+        # what we have, then take the whole cell with us. The flush runs on another thread:
+        # this one may hold the recorder's lock (a deadlock otherwise).
+        def flush() -> None:
+            try:
+                recorder.flush()
+            except OSError:
+                pass  # the parent is gone: nobody reads the channel any more
+
+        flusher = threading.Thread(target=flush, daemon=True)
         flusher.start()
         flusher.join(TERM_FLUSH_S)
-        os._exit(128 + signum)
+        end_group(128 + signum)
 
     signal.signal(signal.SIGTERM, on_term)
     driver = build_driver(scenario, ctx, ModeSpec.parse(spec["mode"]),

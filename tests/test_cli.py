@@ -130,3 +130,12 @@ def test_exit_code_3_only_when_no_mode_is_correct(tmp_path):
                    "--no-progress", "--no-report")
     assert done.returncode == 3, done.stderr
     assert "FAIL" in done.stdout
+
+
+def test_out_pointing_at_a_file_is_a_usage_error(tmp_path):
+    target = tmp_path / "results.txt"
+    target.write_text("not a folder")
+    done = harness("run", "calibrate", "--out", str(target), "--no-progress")
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "not a folder" in done.stderr
+    assert "Traceback" not in done.stderr
