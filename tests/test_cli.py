@@ -112,9 +112,15 @@ def test_killed_harness_leaves_no_cell_process(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     cells = []
+    def command(p: psutil.Process) -> str:
+        try:
+            return " ".join(p.cmdline())
+        except psutil.Error:  # a short-lived helper process that is already gone
+            return ""
+
     while time.time() < deadline and not cells:
         cells = [c for c in psutil.Process(proc.pid).children(recursive=True)
-                 if "harness.cell" in " ".join(c.cmdline())]
+                 if "harness.cell" in command(c)]
         time.sleep(0.1)
     assert cells
     proc.kill()  # kill -9: no chance to clean up; the cell must notice on its own
