@@ -156,7 +156,11 @@ def test_database_restart_mid_cell_is_recorded_and_the_run_goes_on(tmp_path, mon
     assert errors, "the restart broke no unit"
     for name in errors:
         assert issubclass(getattr(psycopg.errors, name.split("[")[0]), psycopg.OperationalError)
-    assert data.cells[0]["status"] == "ok"
+    # A restart that keeps the server away for longer than the health watch allows (a
+    # loaded machine) cuts the cell short as service-down; either way it is said.
+    assert data.cells[0]["status"] in ("ok", "service-down"), data.cells[0]["message"]
+    if data.cells[0]["status"] == "service-down":
+        assert "postgres" in data.cells[0]["message"]
     assert all(u["status"] == "ok" for u in second)
     assert all(check["ok"] for check in data.cells[1]["verify"])
     db = [s for s in data.samples[data.cells[0]["cell_id"]] if s["series"] == "db"]
