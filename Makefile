@@ -6,15 +6,16 @@ STAMP := $(VENV)/.installed
 SCENARIO ?= calibrate
 ARGS ?=
 
-.PHONY: help install bench article sweep test perf nightly up down clean
+.PHONY: help install bench article sweep test faults perf nightly up down clean
 
 help:
 	@echo "make bench SCENARIO=name ARGS='...'   run a scenario in every mode and print the comparison table"
 	@echo "make article                           the article's incident at a documented scale: serial vs naive fan-out vs capped hybrid"
 	@echo "make sweep SCENARIO=name ARGS='--vary workers=1..256'   a concurrency sweep with a USL fit and a recommendation"
 	@echo "make test                              run the test suite"
+	@echo "make faults                            inject each fault into a real run: fault | outcome | records lost | left behind"
 	@echo "make perf                              measure the harness's own overhead (pytest-benchmark)"
-	@echo "make nightly SCENARIO=name             run, compare with the previous comparable run, exit 0/1/3/4"
+	@echo "make nightly SCENARIO=name             run, compare with the last comparable runs, exit 0/1/3/4"
 	@echo "make up / make down                    PostgreSQL, supplier endpoints and NFS-like volume in Docker"
 
 $(STAMP): pyproject.toml
@@ -47,6 +48,9 @@ sweep: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
+
+faults: $(STAMP)
+	$(BIN)/python -m pytest tests/faults -p no:randomly -q $(ARGS)
 
 perf: $(STAMP)
 	$(BIN)/python -m pytest tests/perf --benchmark-only --benchmark-columns=min,median,max,rounds -p no:randomly -s $(ARGS)

@@ -17,6 +17,7 @@ import pickle
 import resource
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -30,6 +31,7 @@ from harness.modes import ModeOptions, ModeSpec
 from harness.scenario import Context, Unit
 
 PR_SET_PDEATHSIG = 1
+TERM_FLUSH_S = 1.5  # the parent's grace period after SIGTERM is 2 s
 UNITS_FILE = "units.pkl"  # the cell's units, pickled by the parent beside spec.json
 
 
@@ -50,6 +52,19 @@ def die_with_parent() -> None:
     expected = os.environ.get("HARNESS_PARENT_PID")
     if expected and os.getppid() != int(expected):
         os._exit(1)  # the parent died before prctl took effect
+
+
+def end_group(code: int) -> None:
+    """Exit, SIGKILLing every process of the cell's group first: pool workers, the
+    multiprocessing resource tracker, Dask nannies and their workers (none of them has
+    this process as the parent PDEATHSIG watches, or they would outlive an orphaned cell)."""
+    try:
+        if os.getpgid(0) == os.getpid():  # we lead the cell's own group (start_new_session)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.killpg(os.getpid(), signal.SIGKILL)
+    except OSError:
+        pass
+    os._exit(code)
 
 
 def cpu_times() -> tuple[float, float]:
@@ -80,9 +95,19 @@ def run_cell(spec: dict[str, Any], spec_path: str, channel: ChannelWriter) -> in
     recorder = Recorder(lambda batch: channel.send(("units", batch)))
 
     def on_term(signum: int, frame: Any) -> None:
-        # Timeout or memory kill from the parent: hand over what we have, then go.
-        recorder.flush()
-        os._exit(128 + signum)
+        # Timeout or memory kill from the parent, or the parent died (PDEATHSIG): hand over
+        # what we have, then take the whole cell with us. The flush runs on another thread:
+        # this one may hold the recorder's lock (a deadlock otherwise).
+        def flush() -> None:
+            try:
+                recorder.flush()
+            except OSError:
+                pass  # the parent is gone: nobody reads the channel any more
+
+        flusher = threading.Thread(target=flush, daemon=True)
+        flusher.start()
+        flusher.join(TERM_FLUSH_S)
+        end_group(128 + signum)
 
     signal.signal(signal.SIGTERM, on_term)
     driver = build_driver(scenario, ctx, ModeSpec.parse(spec["mode"]),
@@ -95,6 +120,7 @@ def run_cell(spec: dict[str, Any], spec_path: str, channel: ChannelWriter) -> in
 
     # This process's CPU over the run phase (exact; the parent's samples cover the tree).
     result = driver.run(units, on_t0, on_run_end=lambda: cpu.append(cpu_times()))
+    recorder.close()
     close = scenario.function("close_worker")
     if close is not None:
         close(ctx)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,12 +25,16 @@ from harness.cell import UNITS_FILE
 from harness.channel import read_messages
 from harness.outcomes import STATUS, not_run_tuple
 from harness.records import JsonLinesWriter, UnitsWriter
+from harness.redact import scrub_file
 from harness.services.children import log_tail
 from harness.scenario import Unit
 
 KILL_GRACE_S = 2.0
+HEALTH_EVERY_S = 0.5
+SERVICE_DOWN = "service-down"
 _NOT_RUN_CLASS = {"timeout": "CellTimeout", "memory-exceeded": "CellMemoryExceeded",
-                      "crashed": "CellCrashed", "interrupted": "CellInterrupted"}
+                  "crashed": "CellCrashed", "interrupted": "CellInterrupted",
+                  SERVICE_DOWN: "ServiceDown"}
 
 
 @dataclass
@@ -76,7 +81,9 @@ class CellProcess:
                  units: list[Unit], limits: CellLimits, service_pids: dict[str, list[int]],
                  on_progress: Callable[[int, int, int], None] = lambda done, errors, total: None,
                  side_samplers: list[Callable[[Callable[[str, int, dict[str, float]], None]], Any]]
-                 | None = None):
+                 | None = None, scratch_dir: Path | None = None,
+                 health: Callable[[], str | None] | None = None,
+                 on_group: Callable[[int | None], None] = lambda pgid: None):
         self.cell_id = cell_id
         self.mode = mode
         self.cell_dir = cell_dir
@@ -88,6 +95,15 @@ class CellProcess:
         # Factories of extra observers (e.g. PostgreSQL's own statistics): each is called
         # with ``on_sample`` and returns an object with start() and stop().
         self.side_samplers = side_samplers or []
+        # What the child needs but nobody may share (its spec holds the services'
+        # credentials; units.pkl is a pickle): kept out of the results folder.
+        self.scratch_dir = scratch_dir or cell_dir
+        # Called about twice a second while the child runs: the name and reason of a
+        # service that died (the cell is then cut short as service-down), else None.
+        self.health = health
+        # Told the cell's process group when it starts and None once it is swept (the
+        # keeper kills that group if the harness dies meanwhile, never a reused one).
+        self.on_group = on_group
         self.outcome = ChildOutcome()
         self._units = UnitsWriter(cell_dir / "units.jsonl")
         self._samples = JsonLinesWriter(cell_dir / "samples.jsonl")
@@ -154,7 +170,8 @@ class CellProcess:
         """Run the child to completion (or kill it); KeyboardInterrupt propagates after cleanup."""
         from harness.sampler import Sampler
 
-        spec_path = self.cell_dir / "spec.json"
+        self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        spec_path = self.scratch_dir / "spec.json"
         spec_path.write_text(json.dumps(self.spec, indent=2, default=str), encoding="utf-8")
         # The child executes exactly the units the parent accounts for, listed once here.
         try:
@@ -163,7 +180,7 @@ class CellProcess:
             self.abandon(f"units cannot be pickled ({type(exc).__name__}: {exc}): units "
                          "travel to the cell's process, so their payloads must be picklable")
             return self.outcome
-        (self.cell_dir / UNITS_FILE).write_bytes(payload)
+        (self.scratch_dir / UNITS_FILE).write_bytes(payload)
         read_fd, write_fd = os.pipe()
         env = dict(os.environ, HARNESS_CHANNEL_FD=str(write_fd), PYTHONUNBUFFERED="1",
                    HARNESS_PARENT_PID=str(os.getpid()))
@@ -175,6 +192,7 @@ class CellProcess:
                                      stderr=stderr, stdin=subprocess.DEVNULL,
                                      start_new_session=True)
         os.close(write_fd)
+        self.on_group(child.pid)
         reader = threading.Thread(target=self._read, args=(read_fd,), daemon=True,
                                   name="harness-cell-reader")
         reader.start()
@@ -187,7 +205,7 @@ class CellProcess:
             self._wait(child, started_ns)
         except KeyboardInterrupt:
             self._kill(child)
-            self.outcome.status = "interrupted"
+            self.outcome.status, self.outcome.censored = "interrupted", True
             raise
         finally:
             self.outcome.sampler = sampler.stop()
@@ -196,11 +214,13 @@ class CellProcess:
             reader.join(timeout=10)
             self.outcome.sampler["reader_cpu_s"] = self._reader_cpu_s
             sweep_group(child.pid)
+            self.on_group(None)
             self._finish(child, started_ns)
         return self.outcome
 
     def _wait(self, child: subprocess.Popen, started_ns: int) -> None:
         deadline = started_ns + self.limits.timeout_s * 1e9
+        next_check = time.monotonic() + HEALTH_EVERY_S
         while True:
             try:
                 child.wait(timeout=0.05)
@@ -219,6 +239,14 @@ class CellProcess:
                 self.outcome.status = "timeout"
                 self.outcome.message = f"exceeded --timeout {self.limits.timeout_s:g}s"
                 return
+            if self.health is not None and time.monotonic() >= next_check:
+                next_check = time.monotonic() + HEALTH_EVERY_S
+                down = self.health()
+                if down:  # no unit may spend its retry budget against a dead server
+                    self._kill(child)
+                    self.outcome.status, self.outcome.censored = SERVICE_DOWN, True
+                    self.outcome.message = down
+                    return
 
     def _kill(self, child: subprocess.Popen, grace: bool = True) -> None:
         """SIGTERM the group (the child flushes its records), then SIGKILL what is left.
@@ -258,9 +286,11 @@ class CellProcess:
             out.censored = True
         self._close()
 
-    def abandon(self, message: str) -> None:
-        """The cell could not start (its setup failed): record that instead of running it."""
-        self.outcome.status, self.outcome.message = "crashed", message
+    def abandon(self, message: str, status: str = "crashed") -> None:
+        """The cell could not start (its setup failed, a service is down): record that
+        instead of running it. It never started: it has no makespan, not even a bound."""
+        self.outcome.status, self.outcome.message = status, message
+        self.outcome.censored = True
         self._close()
 
     def _close(self) -> None:
@@ -273,3 +303,7 @@ class CellProcess:
         self._units.close()
         with self._samples_lock:
             self._samples.close()
+        for name in ("stderr.txt", "stdout.txt"):  # a traceback may quote a DSN
+            scrub_file(self.cell_dir / name)
+        if self.scratch_dir != self.cell_dir:
+            shutil.rmtree(self.scratch_dir, ignore_errors=True)

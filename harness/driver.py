@@ -20,6 +20,7 @@ The policy decides when and in which order (:mod:`harness.policies`), the execut
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -38,45 +39,64 @@ DISPATCH_BATCH = 64  # units taken from the policy per lock round
 
 
 class Recorder:
-    """Thread-safe buffer of unit record tuples, shipped to the parent in batches.
+    """Thread-safe buffer of unit record tuples, shipped to the parent in batches by a
+    flusher thread of its own.
 
-    Flushes when ``batch`` records are buffered, when ``interval_ns`` has passed since the
-    last flush, or right away after a unit that took at least ``slow_ns``: a flush costs
-    tens of microseconds, negligible next to a slow unit, and a crash then loses no
-    finished unit; fast units are batched so recording stays cheap.
+    The flusher ships what is buffered every ``interval_ns``, and at once when ``batch``
+    records are waiting or after a unit that took at least ``slow_ns``. Shipping (a
+    pickle and a pipe write, tens of microseconds) is not done by a thread that finished
+    a unit on an executor's behalf: on an event loop or a pool's callback thread it would
+    stall every unit in flight and inflate their times. The one exception is the thread
+    that owns the recorder (the driver's: a serial loop's units run there), which ships a
+    slow unit's record itself before the next unit starts, so a crash of the cell process
+    loses no finished slow unit.
     """
 
     def __init__(self, sink: Callable[[list[tuple[Any, ...]]], None], *, batch: int = 2000,
                  interval_ns: int = 100_000_000, slow_ns: int = 5_000_000):
         self._sink = sink
         self._batch = batch
-        self._interval = interval_ns
+        self._interval_s = interval_ns / 1e9
         self._slow = slow_ns
         # deque.append and popleft are atomic under the GIL, so adding takes no lock (the
-        # hot path: ~0.4 us instead of ~1.2 us); flushing drains under a lock.
+        # hot path: ~0.3 us); shipping drains under a lock.
         self._buffer: deque[tuple[Any, ...]] = deque()
         self._lock = threading.Lock()
-        self._last_flush = perf_counter_ns()
+        self._wake = threading.Event()
+        self._closed = False
+        self._owner = threading.get_ident()
+        self._thread = threading.Thread(target=self._loop, name="harness-recorder",
+                                        daemon=True)
+        self._thread.start()
 
     def add(self, record: tuple[Any, ...]) -> None:
         buffer = self._buffer
         buffer.append(record)
-        now = perf_counter_ns()
-        if (len(buffer) >= self._batch or now - self._last_flush >= self._interval
-                or record[6] - record[5] >= self._slow):
-            with self._lock:
-                self._flush_locked(now)
+        if record[6] - record[5] >= self._slow and threading.get_ident() == self._owner:
+            self.flush()
+        elif len(buffer) >= self._batch or record[6] - record[5] >= self._slow:
+            self._wake.set()
 
     def flush(self) -> None:
+        """Ship everything buffered now (from any thread)."""
         with self._lock:
-            self._flush_locked(perf_counter_ns())
+            buffer = self._buffer
+            if buffer:
+                # Drain only what is there: a record added meanwhile goes with the next one.
+                self._sink([buffer.popleft() for _ in range(len(buffer))])
 
-    def _flush_locked(self, now: int) -> None:
-        self._last_flush = now
-        buffer = self._buffer
-        if buffer:
-            # Drain only what is there now: a record added meanwhile waits for the next flush.
-            self._sink([buffer.popleft() for _ in range(len(buffer))])
+    def close(self) -> None:
+        """Stop the flusher and ship what is left."""
+        self._closed = True
+        self._wake.set()
+        self._thread.join()
+        self.flush()
+
+    def _loop(self) -> None:
+        while not self._closed:
+            self._wake.wait(self._interval_s)
+            self._wake.clear()
+            self.flush()
 
 
 @dataclass
@@ -114,14 +134,17 @@ class Driver:
         """Set up, run every unit, tear down; the phases and what broke, if anything.
         ``on_t0`` and ``on_run_end`` are called at the run phase's two ends."""
         s0 = perf_counter_ns()
-        self.executor.start()
-        t0 = perf_counter_ns()
         try:
+            self.executor.start()  # inside: a pool that half-started is still shut down
+            self.policy.capacity = max(1, self.executor.workers)  # e.g. a user's cluster
+            t0 = perf_counter_ns()
             self.executor.t0_ns = t0
             on_t0(t0)
+            self.executor.run_started()
             self._dispatch(units, t0)
             self._wait_outstanding()
             run_end = perf_counter_ns()
+            self.executor.run_ended()
             on_run_end()
             self.recorder.flush()
         finally:
@@ -135,6 +158,11 @@ class Driver:
     def _arrivals(self, units: list[Unit], t0: int) -> deque[tuple[int, Unit]]:
         if self._schedule is None:
             return deque((0, u) for u in units)
+        if len(self._schedule) != len(units) or not all(
+                math.isfinite(s) and s >= 0 for s in self._schedule):
+            raise ValueError(f"schedule(ctx, units) must give one finite offset >= 0 "
+                             f"seconds per unit: got {len(self._schedule)} for "
+                             f"{len(units)} units")
         offsets = [int(s * 1e9) for s in self._schedule]
         self._due = {u.id: due for u, due in zip(units, offsets)}
         return deque(sorted(zip(offsets, units), key=lambda pair: pair[0]))
@@ -165,12 +193,13 @@ class Driver:
 
     def _wait(self, timeout: float | None) -> None:
         """Wait (holding the condition) until a unit finishes or ``timeout`` passes."""
-        if self.executor.synchronous and self._outstanding == 0:
+        if self._outstanding == 0:
             if timeout is None:  # nothing runs and the policy names no time: it is stuck
                 raise RuntimeError(f"policy {self.policy.name} hands out nothing and names "
                                    "no time to ask again, with no unit running")
-            time.sleep(timeout)  # a synchronous executor: nothing else can finish meanwhile
-            return
+            if self.executor.synchronous:  # nothing else can finish meanwhile
+                time.sleep(timeout)
+                return
         self._waiters += 1
         try:
             self._cond.wait(timeout)
@@ -209,7 +238,26 @@ class Driver:
             future.add_done_callback(lambda f: self._done(unit, f))
 
     def _done(self, unit: Unit, future: Any, refused: BaseException | None = None) -> None:
-        """A unit's future resolved (on whatever thread the executor uses)."""
+        """A unit's future resolved (on whatever thread the executor uses). The unit is
+        accounted for whatever happens here: a callback that raised would otherwise leave
+        the driver waiting for it forever."""
+        record: tuple[Any, ...] = not_run_tuple(unit, "the harness lost its record")
+        try:
+            record = self._record_of(unit, future, refused)
+            self.recorder.add(record)
+        finally:
+            if self.executor.synchronous:  # every unit completes on this thread: no lock
+                stop_now = self._finished(unit, record)
+            else:
+                with self._cond:
+                    stop_now = self._finished(unit, record)
+                    if self._waiters:  # notifying an empty condition still costs ~1 us
+                        self._cond.notify_all()
+            if stop_now:
+                self.executor.request_stop()
+
+    def _record_of(self, unit: Unit, future: Any, refused: BaseException | None
+                   ) -> tuple[Any, ...]:
         try:
             if refused is not None:
                 raise refused
@@ -221,16 +269,7 @@ class Driver:
                 self.broken = f"{error_class(exc)}: {exc}"
         if self._due:  # a declared schedule: the unit was due at its arrival, not at t0
             record = record[:DUE] + (self._due[unit.id],) + record[DUE + 1:]
-        self.recorder.add(record)
-        if self.executor.synchronous:  # every unit completes on this thread: no lock
-            stop_now = self._finished(unit, record)
-        else:
-            with self._cond:
-                stop_now = self._finished(unit, record)
-                if self._waiters:  # notifying an empty condition still costs ~1 us a unit
-                    self._cond.notify_all()
-        if stop_now:
-            self.executor.request_stop()
+        return record
 
     def _finished(self, unit: Unit, record: tuple[Any, ...]) -> bool:
         """Account a finished unit; True when it is the one that makes the run stop."""

@@ -90,16 +90,25 @@ STOPPED = "stopped after an earlier failure"
 
 
 def run_chunk(work: Callable[[Unit, Context], Any], units: list[Unit], ctx: Context,
-              t0_ns: int, worker: str, stop: Any = None) -> list[tuple[Any, ...]]:
+              t0_ns: int, worker: str, stop: Any = None,
+              stop_on_error: bool = False) -> list[tuple[Any, ...]]:
     """Run a chunk of units where they were shipped (a worker process, a Dask worker).
 
-    ``stop`` (an Event shared with the cell, or None) is checked before each unit: after
-    a failure under ``--on-error stop`` the rest of the chunk is recorded as not-run.
+    Under ``--on-error stop`` (``stop_on_error``) the chunk stops at its first failed unit
+    and sets ``stop`` (an Event shared by every worker of the cell, or None), which every
+    chunk checks before each unit: the rest are recorded as not-run at once, not after the
+    failing chunk has travelled back to the cell.
     """
     records = []
+    stopped = False
     for unit in units:
-        if stop is not None and stop.is_set():
+        if stopped or (stop is not None and stop.is_set()):
             records.append(not_run_tuple(unit, STOPPED))
             continue
-        records.append(run_timed(work, unit, ctx, t0_ns, worker))
+        record = run_timed(work, unit, ctx, t0_ns, worker)
+        records.append(record)
+        if stop_on_error and record[STATUS] == "error":
+            stopped = True
+            if stop is not None:
+                stop.set()
     return records

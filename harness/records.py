@@ -8,7 +8,10 @@ Layout of a run folder::
                                   JSON array of rows, each row an array in UNIT_FIELDS order
     cells/<cell-id>/samples.jsonl one sample per line (series: "tree" or a service name)
     cells/<cell-id>/stderr.txt    the child's stderr (a crash's traceback lands here)
-    cells/<cell-id>/spec.json     what the child was asked to run (units.pkl: its units)
+
+What the child is asked to run (``spec.json``, with the services' credentials) and its
+pickled units (``units.pkl``) are not shareable: they live in the run's scratch folder
+under ``.harness/work`` and are removed after the cell.
 
 Raw data only: statistics are computed when read. ``schema_version`` is in run.json; a
 newer version is refused with a message, older ones are upgraded by explicit functions in
@@ -34,6 +37,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from harness.redact import scrub
+
 SCHEMA_VERSION = 3
 
 class SchemaError(Exception):
@@ -45,9 +50,9 @@ class UnitRecord:
     """One unit: one line of ``units.jsonl``. Times are ns relative to the cell's t0.
 
     ``status`` is ok, error or not-run; a not-run unit's ``error_class`` says why (NotRun
-    after ``--on-error stop``; CellTimeout, CellMemoryExceeded, CellCrashed or
-    CellInterrupted when its cell ended before reporting it: an in-flight unit cannot be
-    told from an unstarted one).
+    after ``--on-error stop``; CellTimeout, CellMemoryExceeded, CellCrashed,
+    CellInterrupted or ServiceDown when its cell ended before reporting it: an in-flight
+    unit cannot be told from an unstarted one).
     """
 
     unit: str
@@ -89,8 +94,10 @@ class CellRecord:
     label: str
     repeat: int
     warmup: bool
-    # ok, timeout, memory-exceeded, crashed, interrupted, or harness-error (the run phase
-    # measured below the scenario's bound: a bug in the harness, never a result)
+    # ok, timeout, memory-exceeded, crashed, interrupted, service-down (a service died
+    # before or during it), parent-died (rebuilt from its streamed units: the harness died),
+    # or harness-error (the run phase measured below the scenario's bound: a bug in the
+    # harness, never a result)
     status: str = "ok"
     exit_code: int | None = None
     message: str = ""
@@ -130,6 +137,8 @@ class RunRecord:
     started_at: str = ""
     finished_at: str = ""
     budgets: dict[str, Any] = field(default_factory=dict)  # verdict inputs (v2)
+    # Service restarts and outages between cells (what happened, before which cell)
+    events: list[dict[str, Any]] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
 
@@ -153,9 +162,9 @@ def create_run_dir(root: Path, scenario: str) -> tuple[str, Path]:
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON via a temporary file and rename, so a crash never leaves half a file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
+    text = json.dumps(data, indent=2, default=_json_default)
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, default=_json_default)
-        fh.write("\n")
+        fh.write(scrub(text) + "\n")  # results are shared: no secret ever lands in them
     os.replace(tmp, path)
 
 
@@ -180,7 +189,8 @@ class UnitsWriter:
 
     def write_batch(self, records: list[tuple[Any, ...]]) -> None:
         if records:
-            self._fh.write(_ENCODER.encode(records) + "\n")
+            # An error message may quote a DSN: no secret lands in a results folder.
+            self._fh.write(scrub(_ENCODER.encode(records)) + "\n")
             self._fh.flush()
 
     def close(self) -> None:
@@ -250,13 +260,15 @@ _V2_SIMPLICITY = {"serial": 0, "grouped": 22, "threads": 20, "asyncio": 30,
 
 
 def _upgrade_2_to_3(bundle: dict[str, Any]) -> dict[str, Any]:
-    """v2 named a unit's queue start ``intended_ns`` (its meaning differed per mode; kept
-    as due_ns, the nearest there is) and recorded no phases: the makespan stays what it
-    measured (set-up included), and set-up/tear-down are unknown."""
+    """v2 stamped an ``intended_ns`` whose meaning differed per mode (a loop's unit start,
+    a pool's submission, a group's release). Every v2 scenario was a batch, so each unit
+    was due at t0: due_ns is 0, and latency from due means the same as in v3. v2 recorded
+    no phases: the makespan stays what it measured (set-up included)."""
     for rows in bundle["units"].values():
         for row in rows:
             if "intended_ns" in row:
-                row["due_ns"] = row.pop("intended_ns")
+                row.pop("intended_ns")
+                row["due_ns"] = 0
     lost = False
     for cell in bundle["cells"]:
         for check in cell.get("verify") or []:
@@ -313,6 +325,16 @@ def load_run(path: Path, details: bool = True) -> RunData:
                                             cell.get("mode", "")) if details else []
         samples[cell["cell_id"]] = list(read_json_lines(cell_dir / "samples.jsonl")) \
             if details else []
+    from harness.partial import rebuild_cells
+
+    before = {c["cell_id"] for c in cells}
+    rebuild_cells(path, run, cells)  # a dead harness's last cell, from its streamed units
+    for cell in cells:
+        if cell["cell_id"] not in before:
+            units[cell["cell_id"]] = read_units(cells_dir / cell["cell_id"] / "units.jsonl",
+                                                cell["cell_id"], cell["mode"]) if details else []
+            samples[cell["cell_id"]] = list(read_json_lines(
+                cells_dir / cell["cell_id"] / "samples.jsonl")) if details else []
     bundle = {"run": run, "cells": cells, "units": units, "samples": samples}
     if version < SCHEMA_VERSION:
         run["stored_schema_version"] = version  # reports say they read an upgraded folder

@@ -18,8 +18,9 @@ from typing import Any
 from rich.console import Console
 
 from harness import metadata
-from harness.cellrun import CellLimits, CellProcess
-from harness.config import RunConfig
+from harness.cellrun import SERVICE_DOWN, CellLimits, CellProcess
+from harness.config import ConfigError, RunConfig
+from harness.health import ServiceWatch, check_services, down_services
 from harness.discovery import LoadedScenario, load
 from harness.modes import (INTERLEAVE_CONTROL, ModeError, ModeOptions, ModeSpec,
                            available_defaults)
@@ -27,6 +28,8 @@ from harness.plan import PlannedCell, make_plan
 from harness.progress import CellProgress
 from harness.records import (CellRecord, RunRecord, asdict_record, create_run_dir,
                              write_json_atomic)
+from harness.runstate import (Registration, RunEntry, default_state_dir, drop_schemas,
+                              process_started, reap_stale)
 from harness.scenario import Check, Context, ScenarioError, Unit, metric_values
 from harness.services.stack import ServiceStack
 from harness.sourcehash import code_hash
@@ -44,7 +47,7 @@ class RunInterrupted(Exception):
 
 def state_dir() -> Path:
     """Where embedded services and generated data live (``.harness/`` of the project)."""
-    return Path(os.environ.get("HARNESS_STATE_DIR", PROJECT_ROOT / ".harness"))
+    return default_state_dir()
 
 
 def resolve_modes(config: RunConfig) -> list[str]:
@@ -114,6 +117,10 @@ class Runner:
                 raise ScenarioError(f"--budget {name}: {self.scenario.name} declares no such "
                                     f"metric (declared: {', '.join(declared) or 'none'})")
         self.plan = make_plan(self.modes, config.repeat, config.warmup)
+        if Path(config.out).exists() and not Path(config.out).is_dir():
+            raise ConfigError(f"--out {config.out}: a file, not a folder; pass the folder "
+                              "results go under")
+        self._down: str | None = None  # a service that could not be restarted
 
     def base_context(self, services: dict[str, dict[str, Any]], run_id: str) -> Context:
         """Shared data (generated fixtures, cached across runs) and per-run scratch space."""
@@ -125,6 +132,7 @@ class Runner:
 
     def run(self) -> Path:
         cfg = self.config
+        reap_stale(state_dir(), say=self.console.print)  # runs whose harness died: only those
         run_id, run_dir = create_run_dir(cfg.out, self.scenario.name)
         (run_dir / "cells").mkdir()
         code = code_hash(self.scenario.path)
@@ -143,6 +151,12 @@ class Runner:
         self.console.print(f"[bold]{self.scenario.name}[/]: {len(self.plan)} cells "
                            f"({', '.join(self.modes)}; {cfg.repeat} repeats + "
                            f"{int(cfg.warmup)} warm-up) -> {run_dir}")
+        work = self.base_context({}, run_id)
+        self._registration = Registration(state_dir(), RunEntry(
+            run_id=run_id, owner_pid=os.getpid(), owner_started=process_started(os.getpid()),
+            run_dir=str(run_dir), work_dir=str(work.work_dir),
+            schema_prefix=dataclasses.replace(work, cell_id="").schema))
+        self._registration.start_keeper()  # it cleans up if this process is killed
         try:
             with ServiceStack(state_dir(), say=self.console.print) as stack:
                 self._run_cells(stack, record, run_dir)
@@ -159,6 +173,7 @@ class Runner:
             shutil.rmtree(self.base_context({}, run_id).work_dir, ignore_errors=True)
             record.finished_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             write_json_atomic(run_dir / "run.json", asdict_record(record))
+            self._registration.close()
         return run_dir
 
     def _mode_options(self, name: str) -> tuple[ModeSpec, ModeOptions, str]:
@@ -183,6 +198,9 @@ class Runner:
         needed = services_needed(mod, self.params)
         if "postgres" in needed:
             stack.start_postgres()
+            pg = stack.details["postgres"]
+            self._registration.update(dsn=pg["dsn"], pg_data_dir=str(
+                stack.handles["postgres"].data_dir) if pg["embedded"] else "")
         ctx = self.base_context(stack.details, record.run_id)
         ctx.data_dir.mkdir(parents=True, exist_ok=True)
         ctx.work_dir.mkdir(parents=True, exist_ok=True)
@@ -202,28 +220,81 @@ class Runner:
         try:
             self._run_plan(ctx, stack, record, run_dir)
         finally:
-            if mod.has("teardown"):
-                mod.module.teardown(ctx)
+            try:
+                if mod.has("teardown") and self._down is None:
+                    mod.module.teardown(ctx)
+            finally:
+                if "postgres" in stack.details and not down_services(stack):
+                    # Whatever a teardown missed: this run's cell schemas, and only them.
+                    drop_schemas(stack.details["postgres"]["dsn"],
+                                 self._registration.entry.schema_prefix)
 
     def _run_plan(self, ctx: Context, stack: ServiceStack, record: RunRecord,
                   run_dir: Path) -> None:
         """Every planned cell in order (a sweep overrides this to choose cells as it goes)."""
         with CellProgress(self.console, self.config.progress, len(self.plan)) as progress:
             for cell in self.plan:
+                self._check_services(cell, stack, record, run_dir)
                 self._run_cell(cell, ctx, stack, run_dir, progress)
+
+    def _check_services(self, cell: PlannedCell, stack: ServiceStack, record: RunRecord,
+                        run_dir: Path) -> None:
+        """Services checked before each cell (restart or service-down, recorded as events)."""
+        if self._down is None:
+            self._down = check_services(stack, record.events, cell.cell_id, self.console.print)
+            if record.events:
+                write_json_atomic(run_dir / "run.json", asdict_record(record))
 
     def _add_controls(self, ctx: Context, record: RunRecord) -> None:
         """Extend the default plan with the interleave control where groups matter."""
         modes = with_interleave_control(self.modes, list(self.scenario.module.units(ctx)))
         if modes != self.modes:
+            # The control runs with the capped mode's workers: only the order may differ.
+            capped = next(m for m in modes if ModeSpec.parse(m).policy == "capped")
+            workers = self.config.workers
+            if INTERLEAVE_CONTROL not in workers and capped in workers:
+                workers[INTERLEAVE_CONTROL] = workers[capped]
             self.modes = modes
             self.plan = make_plan(modes, self.config.repeat, self.config.warmup)
-            record.plan = [{"cell_id": c.cell_id, **dataclasses.asdict(c)} for c in self.plan]
+            record.plan = [self._planned(c) for c in self.plan]
             self.console.print(f"added the control {INTERLEAVE_CONTROL} (the units have "
                                f"several groups): {len(self.plan)} cells")
 
     def _run_cell(self, cell: PlannedCell, base: Context, stack: ServiceStack,
                   run_dir: Path, progress: CellProgress) -> CellRecord:
+        ctx, rec, child = self._prepare_cell(cell, base, stack, run_dir, progress)
+        if self._down is not None:  # never wait on, or retry against, a dead server
+            child.abandon(self._down, status=SERVICE_DOWN)
+            self._close_cell(rec, child, ctx, verify=False)
+            progress.end(SERVICE_DOWN, None)
+            return rec
+        if self.scenario.has("reset"):
+            try:
+                self.scenario.module.reset(ctx)
+            except Exception as exc:  # this cell cannot run; the others still may
+                child.abandon(f"reset failed: {type(exc).__name__}: {exc}")
+                self._close_cell(rec, child, ctx, verify=False)
+                progress.end("crashed", None)
+                return rec
+        try:
+            outcome = child.run()
+        except KeyboardInterrupt:
+            self._close_cell(rec, child, ctx, verify=False)
+            progress.end("interrupted", child.outcome.makespan_s)
+            raise
+        dead = down_services(stack) if outcome.status != SERVICE_DOWN else {}
+        if dead:  # e.g. every unit failed in 0.1 s on a dead volume: not a result
+            outcome.status, outcome.censored = SERVICE_DOWN, True
+            outcome.message = "; ".join(f"{name} died during the cell: {why}"
+                                        for name, why in dead.items())
+        self._close_cell(rec, child, ctx, verify=outcome.status != SERVICE_DOWN)
+        progress.end(outcome.status, outcome.makespan_s)
+        return rec
+
+    def _prepare_cell(self, cell: PlannedCell, base: Context, stack: ServiceStack,
+                      run_dir: Path, progress: CellProgress
+                      ) -> tuple[Context, CellRecord, CellProcess]:
+        """The cell's context, its record (so far) and its child process, not yet run."""
         cfg = self.config
         spec, options, label = self._mode_options(cell.mode)
         executor = spec.executor_class
@@ -251,24 +322,11 @@ class Runner:
                             cfg.sample_hz)
         child = CellProcess(cell.cell_id, cell.mode, cell_dir, child_spec, units, limits, stack.pids,
                             on_progress=lambda done, errors, total: progress.update(done, errors),
-                            side_samplers=side_samplers(stack))
-        if self.scenario.has("reset"):
-            try:
-                self.scenario.module.reset(ctx)
-            except Exception as exc:  # this cell cannot run; the others still may
-                child.abandon(f"reset failed: {type(exc).__name__}: {exc}")
-                self._close_cell(rec, child, ctx, verify=False)
-                progress.end("crashed", None)
-                return rec
-        try:
-            outcome = child.run()
-        except KeyboardInterrupt:
-            self._close_cell(rec, child, ctx, verify=False)
-            progress.end("interrupted", child.outcome.makespan_s)
-            raise
-        self._close_cell(rec, child, ctx, verify=True)
-        progress.end(outcome.status, outcome.makespan_s)
-        return rec
+                            side_samplers=side_samplers(stack),
+                            scratch_dir=ctx.work_dir / ".cells" / cell.cell_id,
+                            health=ServiceWatch(stack),
+                            on_group=lambda pgid: self._registration.update(cell_pgid=pgid))
+        return ctx, rec, child
 
     def _close_cell(self, rec: CellRecord, child: CellProcess, ctx: Context,
                     verify: bool) -> None:
@@ -284,13 +342,18 @@ class Runner:
         rec.sampler = out.sampler
         rec.info = out.info
         if verify:
-            rec.verify = [dataclasses.asdict(c) for c in self._verify(ctx)]
+            checks = self._verify(ctx)
+            ctx.extra["run_s"] = rec.makespan_s
+            checks += self._verify(ctx, "recover")  # a recovery run from the state verified
+            rec.verify = [dataclasses.asdict(c) for c in checks]
+            # The executor's real concurrency (a user's Dask cluster has its own size).
+            ctx.workers = int((out.info or {}).get("workers", ctx.workers))
             rec.bound_s = self._bound(ctx)
             below_bound(rec)
         write_json_atomic(child.cell_dir / "cell.json", asdict_record(rec))
 
-    def _verify(self, ctx: Context) -> list[Check]:
-        fn = self.scenario.function("verify")
+    def _verify(self, ctx: Context, hook: str = "verify") -> list[Check]:
+        fn = self.scenario.function(hook)
         if fn is None:
             return []
         try:
@@ -298,7 +361,7 @@ class Runner:
             metric_values(checks, self.scenario.metrics)  # a wrong metric name says so here
             return checks
         except Exception as exc:  # a verify that cannot run is a failed check, not a crash
-            return [Check("verify", "runs", f"{type(exc).__name__}: {exc}", False)]
+            return [Check(hook, "runs", f"{type(exc).__name__}: {exc}", False)]
 
     def _bound(self, ctx: Context) -> float | None:
         fn = self.scenario.function("bound")
@@ -315,8 +378,11 @@ class Runner:
 def below_bound(rec: CellRecord) -> None:
     """A run phase measured below the scenario's own lower bound is a harness error (a
     clock, a lost unit, a broken pool): flag the cell so it never enters a verdict."""
-    if (rec.status == "ok" and rec.bound_s is not None and rec.makespan_s is not None
-            and rec.makespan_s < rec.bound_s):
+    # The bound assumes every unit ran: a cell that stopped early or had failed units
+    # may well end sooner, and that is a finding, not a harness error.
+    complete = rec.units_ok == rec.units_total
+    if (rec.status == "ok" and complete and rec.bound_s is not None
+            and rec.makespan_s is not None and rec.makespan_s < rec.bound_s):
         rec.status = HARNESS_ERROR
         rec.message = (f"measured run {rec.makespan_s:.4f} s below the scenario's bound "
                        f"{rec.bound_s:.4f} s: a harness error, not a result")

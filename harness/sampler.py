@@ -10,8 +10,9 @@ when a pool worker ends. Memory is reported as RSS (every tick), and as PSS and 
 /proc/PID/smaps_rollup, read at every refresh (it walks the page tables: ~0.4 ms per
 process). PSS counts a page shared by k processes as 1/k in each, so a pool's summed PSS
 counts shared pages once where summed RSS counts them k times. Between two smaps reads
-the tree's PSS is carried forward by the change in RSS since the last read (new private
-pages add to both alike), so the memory guard reacts at every tick.
+the tree's PSS is carried forward by the change in private memory since the last read (new private
+pages add to both alike: the change in RSS minus shared pages), so the memory guard
+reacts at every tick.
 The sampler's own CPU time (``thread_time``) is measured and reported.
 """
 
@@ -45,7 +46,7 @@ class _Series:
     parents: dict[int, int] = field(default_factory=dict)  # pid -> ppid, as of the last refresh
     uss: float = 0.0
     pss: float = 0.0
-    rss_at_pss: float = 0.0  # the tree's RSS when PSS was last read
+    rss_at_pss: float = 0.0  # the tree's private resident bytes when PSS was last read
     files: "_ProcFiles" = field(default_factory=lambda: _ProcFiles())
 
     def refresh(self, with_uss: bool) -> None:
@@ -94,11 +95,11 @@ class _Series:
 
     def sample(self) -> dict[str, float]:
         totals = dict.fromkeys(_COUNTERS, 0.0)
-        rss = threads = 0.0
+        rss = private = threads = 0.0
         alive = 0
         for pid, proc in list(self.procs.items()):
             try:
-                counters, proc_rss, n_threads = _read_counters(proc, self.files)
+                counters, proc_rss, n_threads, proc_shared = _read_counters(proc, self.files)
             except psutil.Error:
                 self._retire(pid)
                 del self.procs[pid]
@@ -107,13 +108,16 @@ class _Series:
             for key, value in counters.items():
                 totals[key] += value
             rss += proc_rss
+            private += proc_rss - proc_shared
             threads += n_threads
             alive += 1
         for key, value in self.gone.items():
             totals[key] += value
-        if self.rss_at_pss < 0:  # PSS was just read: anchor it to this sample's RSS
-            self.rss_at_pss = rss
-        pss = max(0.0, self.pss + rss - self.rss_at_pss) if self.pss else rss
+        if self.rss_at_pss < 0:  # PSS was just read: anchor it to this sample
+            self.rss_at_pss = private
+        # Carried forward by the change in private resident memory (RSS minus shared
+        # pages): shared pages a pool maps later are not counted once per process.
+        pss = max(0.0, self.pss + private - self.rss_at_pss) if self.pss else rss
         totals.update(rss=rss, uss=self.uss, pss=pss, threads=threads, procs=alive)
         return totals
 
@@ -212,8 +216,9 @@ def _read_uss_pss(proc: psutil.Process) -> tuple[float, float]:
 
 
 def _read_counters(proc: psutil.Process,
-                   files: _ProcFiles) -> tuple[dict[str, float], float, int]:
-    """Cumulative counters, RSS and thread count of one process (psutil.Error when gone)."""
+                   files: _ProcFiles) -> tuple[dict[str, float], float, int, float]:
+    """Cumulative counters, RSS, thread count and shared resident bytes of one process
+    (psutil.Error when gone)."""
     if _PROCFS:
         try:
             stat, statm, io_text, status = files.read(proc.pid)
@@ -226,7 +231,8 @@ def _read_counters(proc: psutil.Process,
                      "read_chars": int(io[b"rchar:"]), "write_chars": int(io[b"wchar:"]),
                      "ctx_vol": _status_field(status, b"\nvoluntary_ctxt_switches:"),
                      "ctx_invol": _status_field(status, b"\nnonvoluntary_ctxt_switches:")},
-                    int(statm.split()[1]) * _PAGE, int(fields[17]))
+                    int(statm.split()[1]) * _PAGE, int(fields[17]),
+                    int(statm.split()[2]) * _PAGE)
         except (FileNotFoundError, ProcessLookupError):
             raise psutil.NoSuchProcess(proc.pid) from None
         except (OSError, ValueError, KeyError, IndexError):
@@ -239,7 +245,8 @@ def _read_counters(proc: psutil.Process,
              "read_bytes": io.read_bytes, "write_bytes": io.write_bytes,
              "read_chars": getattr(io, "read_chars", 0),
              "write_chars": getattr(io, "write_chars", 0),
-             "ctx_vol": ctx.voluntary, "ctx_invol": ctx.involuntary}, mem.rss, n_threads)
+             "ctx_vol": ctx.voluntary, "ctx_invol": ctx.involuntary}, mem.rss, n_threads,
+            getattr(mem, "shared", 0))
 
 
 class Sampler:

@@ -25,6 +25,7 @@ the copies below and in the docs equal to :func:`hook_table` (print it with
 | `async awork(unit, ctx)` | no | cell: the asyncio executor's loop | `async def` version of `work` using truly async I/O |
 | `reset(ctx)` | no | parent, before every cell | puts the world back so every cell starts alike |
 | `verify(ctx)` | no | parent, after every cell | returns a list of `Check`; without it the scenario is unverified |
+| `recover(ctx)` | no | parent, after verify | a recovery run from the state the cell left; its `Check`s are appended to verify's (`ctx.extra["run_s"]` holds the cell's run phase) |
 | `bound(ctx, mode)` | no | parent, after every cell | a lower bound on the makespan in seconds for the mode's executor, or None |
 | `close_worker(ctx)` | no | cell, after the mode finished | closes the cell's connections and clients |
 | `async aclose_worker(ctx)` | no | cell: the asyncio executor's loop, at its end | `async def`: closes async resources on the loop that made them |
@@ -109,6 +110,9 @@ HOOKS: tuple[Hook, ...] = (
          "puts the world back so every cell starts alike"),
     Hook("verify(ctx)", _FN, f"{_PARENT}, after every cell",
          "returns a list of `Check`; without it the scenario is unverified"),
+    Hook("recover(ctx)", _FN, f"{_PARENT}, after verify",
+         "a recovery run from the state the cell left; its `Check`s are appended to "
+         "verify's (`ctx.extra[\"run_s\"]` holds the cell's run phase)"),
     Hook("bound(ctx, mode)", _FN, f"{_PARENT}, after every cell",
          "a lower bound on the makespan in seconds for the mode's executor, or None"),
     Hook("close_worker(ctx)", _FN, f"{_CELL}, after the mode finished",

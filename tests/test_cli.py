@@ -112,9 +112,15 @@ def test_killed_harness_leaves_no_cell_process(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     cells = []
+    def command(p: psutil.Process) -> str:
+        try:
+            return " ".join(p.cmdline())
+        except psutil.Error:  # a short-lived helper process that is already gone
+            return ""
+
     while time.time() < deadline and not cells:
         cells = [c for c in psutil.Process(proc.pid).children(recursive=True)
-                 if "harness.cell" in " ".join(c.cmdline())]
+                 if "harness.cell" in command(c)]
         time.sleep(0.1)
     assert cells
     proc.kill()  # kill -9: no chance to clean up; the cell must notice on its own
@@ -130,3 +136,12 @@ def test_exit_code_3_only_when_no_mode_is_correct(tmp_path):
                    "--no-progress", "--no-report")
     assert done.returncode == 3, done.stderr
     assert "FAIL" in done.stdout
+
+
+def test_out_pointing_at_a_file_is_a_usage_error(tmp_path):
+    target = tmp_path / "results.txt"
+    target.write_text("not a folder")
+    done = harness("run", "calibrate", "--out", str(target), "--no-progress")
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "not a folder" in done.stderr
+    assert "Traceback" not in done.stderr

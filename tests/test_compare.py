@@ -113,3 +113,41 @@ def test_nightly_compares_with_the_previous_comparable_run(tmp_path):
     history = harness("history", "calibrate", "--out", str(tmp_path))
     assert history.returncode == EXIT_OK and earlier.name in history.stdout
     assert (tmp_path / "calibrate" / "history-wall_s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _synthetic(path: Path, makespans: list[float]):
+    from harness.records import RunData
+
+    cells = [{"cell_id": f"{i:03d}-serial-r{i + 1}", "index": i, "mode": "serial",
+              "label": "serial", "repeat": i + 1, "warmup": False, "status": "ok",
+              "censored": False, "makespan_s": m, "verify": []}
+             for i, m in enumerate(makespans)]
+    return RunData(path, {"run_id": path.name, "status": "finished"}, cells, {}, {})
+
+
+def test_the_regression_limit_scales_with_the_noise(tmp_path):
+    quiet = _synthetic(tmp_path / "a", [1.00, 1.01, 0.99])
+    quiet_slower = _synthetic(tmp_path / "b", [1.20, 1.21, 1.19])
+    noisy = _synthetic(tmp_path / "c", [1.00, 1.15, 0.88])
+    noisy_slower = _synthetic(tmp_path / "d", [1.26, 1.28, 1.30])
+    # 1.2x with 1% noise: a regression at the 10% threshold.
+    assert compare_runs(quiet, quiet_slower).exit_code == EXIT_REGRESSION
+    # 1.28x with 13% noise: significant, but within 2.5 standard deviations of that noise.
+    change = compare_runs(noisy, noisy_slower).changes[0]
+    assert change.difference.significant and change.status == "within threshold"
+    assert change.limit > 0.25
+
+
+def test_nightly_pools_the_last_runs_as_its_baseline(tmp_path):
+    from harness.analysis.compare import pool_runs
+
+    history = [_synthetic(tmp_path / f"r{i}", [1.0 + 0.05 * i, 1.01 + 0.05 * i, 0.99 + 0.05 * i])
+               for i in range(5)]
+    pooled = pool_runs(history)
+    assert len(pooled.cells) == 15 and pooled.path == history[-1].path
+    # Night-to-night drift of 5% a night: the next night's 1.15 is within what history shows,
+    # though against the last run alone (1.20, spread 1%) it would be an "improvement".
+    candidate = _synthetic(tmp_path / "next", [1.15, 1.16, 1.14])
+    assert compare_runs(pooled, candidate).exit_code == EXIT_OK
+    slower = _synthetic(tmp_path / "slow", [1.80, 1.82, 1.79])
+    assert compare_runs(pooled, slower).exit_code == EXIT_REGRESSION

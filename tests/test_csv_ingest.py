@@ -284,7 +284,7 @@ def test_ceiling_is_the_median_of_three_passes(postgres, tmp_path: Path) -> None
                                                          malformed_fraction=0.0))
     files = csvgen.sample_clean(folder, 10_000)
     ceiling = copyceiling.measure(postgres.dsn, folder, files, f"ceiling_test_{os.getpid()}",
-                                  min_rows=5_000, levels=[1, 2])
+                                  min_rows=40_000, levels=[1, 2])
     assert set(ceiling.passes) == {"1", "2"} and all(len(p) == 3 for p in ceiling.passes.values())
     for n, passes in ceiling.passes.items():
         # One tiny pass can come out under the loaders' own start-up on a loaded machine;

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
 import pytest
 
 from harness.analysis.verdict import analyze
@@ -16,9 +17,8 @@ from tests.runhelp import run_scenario
 
 # I/O-like units of 40 ms in 4 groups: long enough that dispatch overhead is small.
 IO_PARAMS = {"units": 24, "groups": 4, "cost_ms": 40}
-TOLERANCE = {"serial": 0.05, "threads": 0.15, "asyncio": 0.15}
 POLICY_SPECS = {"fifo": "", "interleave": "+interleave", "capped": "+capped(2,50ms)",
-                "fanout": "+fanout(2,2)", "adaptive": "+adaptive(1,4)"}
+                "lanes": "+lanes(1,g00)", "fanout": "+fanout(2,2)", "adaptive": "+adaptive(1,4)"}
 
 
 def _available(name: str) -> None:
@@ -64,13 +64,6 @@ def test_every_policy_on_every_executor_keeps_the_contract(tmp_path, executor):
     table = analyze(run).table
     assert (table["efficiency"] <= 1).all(), table[["mode", "efficiency"]]
     assert set(table["harness_errors"]) == {0}
-
-
-@pytest.mark.parametrize("executor", list(TOLERANCE))
-def test_in_process_executors_match_theory_closely(tmp_path, executor):
-    run = run_scenario(tmp_path, "calibrate", [executor], IO_PARAMS, workers={"*": 8})
-    (cell,) = run.cells
-    assert cell["bound_s"] <= cell["makespan_s"] <= cell["bound_s"] * (1 + TOLERANCE[executor])
 
 
 def test_latency_counts_from_due_so_serial_shows_its_queue(tmp_path):
@@ -132,7 +125,8 @@ def test_a_killed_pool_worker_gives_a_crashed_censored_cell(tmp_path):
     assert len(run.units[cell["cell_id"]]) == 60  # every unit has a record
     analysis = analyze(run)
     row = analysis.table.iloc[0]
-    assert not (row["efficiency"] > 1)
+    # No number from a cut-short run: neither an efficiency nor a speedup.
+    assert np.isnan(row["efficiency"]) and np.isnan(row["speedup"])
     assert analysis.verdict.status[row["mode"]] == "discarded"
 
 
@@ -160,4 +154,44 @@ def test_cpu_units_show_the_gil(tmp_path):
                        {"units": 20, "cost_ms": 20, "kind": "cpu"}, workers={"*": 4})
     serial, threads = run.cells
     assert threads["bound_s"] == pytest.approx(serial["bound_s"])
-    assert threads["makespan_s"] >= serial["makespan_s"] * 0.9
+    # The GIL's floor holds for threads: their CPU-bound run is never shorter than the sum.
+    assert threads["makespan_s"] >= threads["bound_s"] and threads["status"] == "ok"
+
+
+FAST_SCENARIO = '''
+import time
+from harness.scenario import Check, Unit
+
+def units(ctx):
+    return [Unit(f"u{i}") for i in range(5)]
+
+def work(unit, ctx):
+    time.sleep(0.01)
+
+def verify(ctx):
+    return [Check("ran", 5, 5, True)]
+
+def bound(ctx, executor):
+    return 10.0  # a wrong theory: claims 10 s for 50 ms of work
+'''
+
+
+def test_a_run_faster_than_its_bound_is_a_harness_error_never_a_result(tmp_path):
+    scenario = tmp_path / "too_fast.py"
+    scenario.write_text(FAST_SCENARIO, encoding="utf-8")
+    run = run_scenario(tmp_path / "out", str(scenario), ["serial", "threads"], repeat=2)
+    assert {c["status"] for c in run.cells} == {"harness-error"}
+    assert "below the scenario's bound" in run.cells[0]["message"]
+    analysis = analyze(run)
+    assert set(analysis.table["harness_errors"]) == {2}
+    assert analysis.verdict.recommended is None
+    assert set(analysis.verdict.status.values()) == {"discarded"}
+
+
+def test_a_cell_that_stopped_early_is_not_a_harness_error(tmp_path):
+    """The bound assumes every unit ran: stopping at the first failure ends sooner, and
+    that is the run's finding, not the harness's error."""
+    run = run_scenario(tmp_path, "calibrate", ["serial"],
+                       {"units": 20, "cost_ms": 10, "fail_every": 3}, on_error="stop")
+    (cell,) = run.cells
+    assert cell["status"] == "ok" and cell["units_not_run"] > 0

@@ -72,7 +72,12 @@ def test_counts_exactly_what_the_workload_did(quiet_db):
                 conn.execute("UPDATE t SET n = n + 1 WHERE id = %s", (first,))
                 barrier.wait()
                 conn.execute("UPDATE t SET n = n + 1 WHERE id = %s", (second,))
-                time.sleep(0.3)  # hold both locks while the observer polls
+                # Hold both locks until the observer has recorded the victim's retry
+                # waiting on them (a condition, not a time: a loaded machine polls late).
+                deadline = time.monotonic() + 20
+                while not any(x.get("lock_waits", 0) >= 1 for x in list(samples)) \
+                        and time.monotonic() < deadline:
+                    time.sleep(0.02)
             outcomes.append("commit")
         except psycopg.errors.DeadlockDetected:
             outcomes.append("deadlock")
@@ -124,12 +129,15 @@ def test_database_restart_mid_cell_is_recorded_and_the_run_goes_on(tmp_path, mon
     service.start()
     first_cell = tmp_path / "counter_update"
 
+    back_ns: list[int] = []
+
     def restart_mid_cell():
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             done = list(first_cell.glob("*/cells/000-serial-r1/units.jsonl"))
             if done and done[0].stat().st_size > 0:  # units are finishing: the cell runs
                 service.restart()
+                back_ns.append(time.perf_counter_ns())  # the samples' clock: it answers again
                 return
             time.sleep(0.02)
 
@@ -148,8 +156,17 @@ def test_database_restart_mid_cell_is_recorded_and_the_run_goes_on(tmp_path, mon
     assert errors, "the restart broke no unit"
     for name in errors:
         assert issubclass(getattr(psycopg.errors, name.split("[")[0]), psycopg.OperationalError)
-    assert data.cells[0]["status"] == "ok"
+    # A restart that keeps the server away for longer than the health watch allows (a
+    # loaded machine) cuts the cell short as service-down; either way it is said.
+    assert data.cells[0]["status"] in ("ok", "service-down"), data.cells[0]["message"]
+    if data.cells[0]["status"] == "service-down":
+        assert "postgres" in data.cells[0]["message"]
     assert all(u["status"] == "ok" for u in second)
     assert all(check["ok"] for check in data.cells[1]["verify"])
     db = [s for s in data.samples[data.cells[0]["cell_id"]] if s["series"] == "db"]
-    assert db[0]["db_up"] == 1 and db[-1]["db_up"] == 1  # the observer reconnected
+    assert back_ns and db[0]["db_up"] == 1
+    # The observer reconnects: every sample begun once the server answered again is up
+    # (whether the cell ran long enough to take one depends on the load: no time is assumed).
+    assert all(s["db_up"] == 1 for s in db if s["t_abs_ns"] >= back_ns[0])
+    later = [s for s in data.samples[data.cells[1]["cell_id"]] if s["series"] == "db"]
+    assert later and all(s["db_up"] == 1 for s in later)

@@ -147,3 +147,16 @@ def test_repeats_to_decide_means_what_it_says():
                                 Sample.of(1.5 * np.exp(sigma * rng.standard_normal(n))))
                 .significant for _ in range(TRIALS))
     assert found / TRIALS >= 0.70
+
+
+def test_a_cell_that_never_started_is_no_value_of_the_median():
+    # The postmaster killed before the cell: no makespan at all. Counting it as a 0 s
+    # bound gave a median of ">=1.226" below the only real value, 2.453.
+    cells = pd.DataFrame([
+        {"makespan_s": 2.453, "status": "ok", "censored": False},
+        {"makespan_s": None, "status": "crashed", "censored": True},
+        {"makespan_s": None, "status": "service-down", "censored": True},
+    ])
+    sample = makespan_sample(cells, timeout_s=600.0)
+    assert list(sample.values) == [2.453]
+    assert summarize(sample).median == 2.453 and not summarize(sample).median_is_bound

@@ -6,8 +6,14 @@ machine; :func:`harness.metadata.fingerprint`) match; a mismatch is reported fie
 never silently compared. Modes are matched by label. Per mode the candidate's makespans are
 compared with the baseline's by :func:`harness.analysis.stats.compare_samples`:
 
-* **regression**: significantly slower and more than ``threshold`` slower (or it stopped
-  finishing: a censored candidate median), exit 1;
+* **regression**: significantly slower and slower by more than the mode's *limit* (or it
+  stopped finishing: a censored candidate median), exit 1. The limit is noise-aware: the
+  larger of ``threshold`` and ``NOISE_K`` (2.5) times the relative spread (standard
+  deviation / median) the mode showed in either run: a change within 2.5 standard
+  deviations of the noise is not called a regression. Two runs of one configuration differ by more than their own
+  repeats vary (the machine's state shifts between runs), so a fixed 10% flagged noise as
+  regressions (measured: ``tests/perf/test_gate.py``); a mode as noisy as that needs a
+  larger change to be called one;
 * **correctness**: verify failed in the candidate where it passed in the baseline, exit 3;
 * the harness itself failed (the candidate run did not finish, a cell hit a harness
   error), exit 4. The worst applies: 4 > 3 > 1 > 0.
@@ -21,15 +27,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harness.analysis.frames import counted
-from harness.analysis.stats import Difference, Summary, compare_samples, makespan_sample, summarize
+from harness.analysis.stats import (Difference, Sample, Summary, compare_samples,
+                                    makespan_sample, summarize)
 from harness.commands.exitcodes import EXIT_CORRECTNESS, EXIT_HARNESS, EXIT_OK, EXIT_REGRESSION
 from harness.metadata import fingerprint
 from harness.records import RunData
 
 DEFAULT_THRESHOLD = 0.10
+# The limit is at least NOISE_K x the larger relative spread of the two samples. Calibrated
+# by tests/perf/test_gate.py on pairs of same-config calibrate runs (false alarms at most 5%)
+# and on the same runs slowed 1.5x (detected at least 90%).
+NOISE_K = 2.5
 
 
 # How a fingerprint group's fields are named in a mismatch: "param cost_ms",
@@ -91,6 +103,7 @@ class ModeChange:
     verify_baseline: bool | None = None
     verify_candidate: bool | None = None
     verify_failed: list[str] = field(default_factory=list)
+    limit: float = DEFAULT_THRESHOLD  # the noise-aware threshold this mode was judged by
 
 
 @dataclass
@@ -136,22 +149,48 @@ def _harness_problems(run: RunData) -> list[str]:
     return problems
 
 
+def relative_spread(sample: Sample) -> float:
+    """Standard deviation over median of the uncensored values (0 with fewer than two)."""
+    finite = sample.finite
+    if len(finite) < 2 or np.median(finite) <= 0:
+        return 0.0
+    return float(np.std(finite, ddof=1) / np.median(finite))
+
+
+def noise_limit(a: Sample, b: Sample, threshold: float, k: float = NOISE_K) -> float:
+    """The change a mode must exceed to be a regression: ``threshold``, or more where
+    either run's repeats spread more (see the module docstring)."""
+    return max(threshold, k * max(relative_spread(a), relative_spread(b)))
+
+
 def _mode_change(label: str, base: pd.DataFrame, cand: pd.DataFrame, threshold: float,
                  timeouts: tuple[Any, Any]) -> ModeChange:
     vb, _ = _verify(base)
     vc, failed = _verify(cand)
     sb, sc = makespan_sample(base, timeouts[0]), makespan_sample(cand, timeouts[1])
     diff = compare_samples(sc, sb)
-    change = ModeChange(label, "unchanged", summarize(sb), summarize(sc), diff, vb, vc, failed)
+    limit = noise_limit(sb, sc, threshold)
+    change = ModeChange(label, "unchanged", summarize(sb), summarize(sc), diff, vb, vc, failed,
+                        limit)
     if vc is False and vb is not False:
         change.status = "correctness"
-    elif diff.significant and (diff.ratio > 1 + threshold or diff.ratio_bound == ">="):
+    elif diff.significant and (diff.ratio > 1 + limit or diff.ratio_bound == ">="):
         change.status = "regression"
-    elif diff.significant and diff.ratio < 1 - threshold:
+    elif diff.significant and diff.ratio < 1 - limit:
         change.status = "improvement"
     elif diff.significant:
         change.status = "within threshold"
     return change
+
+
+def pool_runs(runs: list[RunData]) -> RunData:
+    """Several comparable runs as one baseline (nightly's last K runs): every counted cell
+    of each, so the baseline's spread holds the run-to-run noise, not one run's repeats.
+    The newest run stands for the group in fingerprint checks and in the output."""
+    newest = runs[-1]
+    cells = [{**cell, "cell_id": f"{run.path.name}/{cell['cell_id']}"}
+             for run in runs for cell in run.cells]
+    return RunData(newest.path, newest.run, cells, {}, {})
 
 
 def compare_runs(baseline: RunData, candidate: RunData,

@@ -91,14 +91,24 @@ def previous_comparable(root: Path, scenario: str, candidate: Path | RunData) ->
     that ``compare`` would accept: no fingerprint mismatch (the same rule, so nightly never
     picks a baseline its own comparison then refuses). Unreadable runs are said and passed
     over."""
+    found = previous_comparables(root, scenario, candidate, 1)
+    return found[0] if found else None
+
+
+def previous_comparables(root: Path, scenario: str, candidate: Path | RunData,
+                         k: int) -> list[Path]:
+    """The last ``k`` such runs, oldest first (nightly pools them into one baseline)."""
     loaded = candidate if isinstance(candidate, RunData) else load_run(candidate, details=False)
     earlier = [p for p in run_dirs(root, scenario) if p.name < loaded.path.name]
+    found: list[Path] = []
     for path in reversed(earlier):
+        if len(found) >= k:
+            break
         try:
             run = load_run(path, details=False)
         except (SchemaError, json.JSONDecodeError, OSError) as exc:
             print(f"history: skipped {path}: {exc}", file=sys.stderr)
             continue
         if run.run.get("status") == "finished" and comparable(run, loaded):
-            return path
-    return None
+            found.append(path)
+    return found[::-1]

@@ -285,18 +285,30 @@ def compare_samples(a: Sample, b: Sample, alpha: float = ALPHA) -> Difference:
     return Difference(ratio, low, high, None, "bootstrap", sig, n_a, n_b, note, ratio_bound)
 
 
+def never_started(row: Any) -> bool:
+    """A cell with no makespan at all (its setup failed, a service was down, it was killed
+    before t0): it measured nothing, not even a lower bound."""
+    makespan = getattr(row, "makespan_s", None)
+    return makespan is None or (isinstance(makespan, float) and math.isnan(makespan))
+
+
 def makespan_sample(cells: Any, timeout_s: float | None = None) -> Sample:
     """The makespans of some cells (a cells frame) as a censored sample, in frame order.
 
-    A cell that did not end ``ok`` is censored at its recorded makespan; one killed before
-    it even started counts as the timeout (or 0 when it crashed), never as missing."""
+    A cell that did not end ``ok`` (timeout, crashed, interrupted, service-down,
+    parent-died) is censored at its recorded makespan: a lower bound, ranked last, never a
+    value of a median or a speedup. One that timed out before t0 is censored at the timeout
+    (it is slower than any cell that ran). Any other cell that never started is left out
+    altogether (a 0 s "bound" would pull the median below every real value); the table
+    counts it among the censored cells, so no ratio is computed from that mode either."""
     values, censored = [], []
     for row in cells.itertuples(index=False):
         makespan = getattr(row, "makespan_s", None)
+        if never_started(row):
+            if getattr(row, "status", "") != "timeout" or not timeout_s:
+                continue
+            makespan = timeout_s  # it ran out of time before t0: slower than any that ran
         failed = getattr(row, "status", "ok") != "ok" or bool(getattr(row, "censored", False))
-        if makespan is None or (isinstance(makespan, float) and math.isnan(makespan)):
-            timed_out = getattr(row, "status", "") == "timeout"
-            makespan, failed = (timeout_s or 0.0) if timed_out else 0.0, True
         values.append(float(makespan))
         censored.append(failed)
     return Sample.of(values, censored)

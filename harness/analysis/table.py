@@ -144,6 +144,8 @@ def _resources(mine: pd.DataFrame) -> dict[str, Any]:
     row.update({key: float(getattr(mine[col].dropna(), how)())
                 for col, (key, how) in _DB_COLUMNS.items()
                 if col in mine and mine[col].notna().any()})
+    row["cluster_remote"] = bool(mine["cluster_remote"].fillna(False).any()) \
+        if "cluster_remote" in mine else False
     return row
 
 
@@ -159,10 +161,18 @@ def _metrics(mine: pd.DataFrame, metrics: list[dict[str, Any]]) -> dict[str, flo
     return row
 
 
+def _finished(mine: pd.DataFrame, units: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The cells that ran to the end (status ok, not censored) and their units: a crashed
+    or cut-short cell never enters a percentile, a rate or a median."""
+    done = mine[(mine["status"] == "ok") & ~mine["censored"].fillna(False).astype(bool)]
+    return done, units[units["cell"].isin(set(done["cell_id"]))] if not units.empty else units
+
+
 def _mode_row(label: str, mine: pd.DataFrame, mine_units: pd.DataFrame,
               sample: Sample, metrics: list[dict[str, Any]]) -> dict[str, Any]:
     summary = summarize(sample)
-    walls = mine["makespan_s"].dropna()
+    done, done_units = _finished(mine, mine_units)
+    walls = done["makespan_s"].dropna()
     failed = _failed_checks(mine)
     verify_text, verify_ok = _verify(mine, failed)
     row = {
@@ -174,16 +184,18 @@ def _mode_row(label: str, mine: pd.DataFrame, mine_units: pd.DataFrame,
         "outcome": _outcome(mine),
         "wall_s": summary.median,
         "wall_is_bound": summary.median_is_bound,
-        "wall_min": float(sample.values.min()),
-        "wall_max": float(sample.values.max()),
+        "wall_min": float(sample.values.min()) if len(sample) else np.nan,
+        "wall_max": float(sample.values.max()) if len(sample) else np.nan,
         "wall_ci_low": summary.ci_low,
         "wall_ci_high": summary.ci_high,
         "wall_ci_coverage": summary.coverage,
-        "censored_cells": summary.censored,
+        # cut short (a lower bound) or never started (no value at all): no ratio from it
+        "censored_cells": summary.censored + (len(mine) - len(sample)),
         "outliers": ", ".join(mine["cell_id"].iloc[i] for i in summary.outliers) or "-",
         "units_total": int(mine["units_total"].sum()),
-        "units_per_s": float(mine["units_ok"].sum() / walls.sum()) if walls.sum() > 0
+        "units_per_s": float(done["units_ok"].sum() / walls.sum()) if walls.sum() > 0
         else np.nan,
+        "cells_left_out": len(mine) - len(done),  # not in percentiles, rates or medians
         "errors": _errors_by_class(mine_units),
         "error_count": int(mine["units_error"].sum()),
         "not_run": int(mine["units_not_run"].sum()),
@@ -193,8 +205,8 @@ def _mode_row(label: str, mine: pd.DataFrame, mine_units: pd.DataFrame,
         "verify_failed": ", ".join(failed),
         "bound_s": float(mine["bound_s"].median()) if mine["bound_s"].notna().any() else np.nan,
         "harness_errors": int((mine["status"] == HARNESS_ERROR).sum()),
-        **_percentiles(mine_units),
-        **_resources(mine),
+        **_percentiles(done_units),
+        **_resources(done),
         **_metrics(mine, metrics),
     }
     row["wall_range"] = f"{row['wall_min']:.3f}-{row['wall_max']:.3f}" \
@@ -276,9 +288,11 @@ def table_notes(table: pd.DataFrame) -> list[str]:
         notes.append(f"speedup vs the baseline, {baseline.iloc[0]} (the simplest mode); "
                      "~ = not significant")
     notes.append("efficiency = bound / run s; a run below its bound is a harness error")
-    if table.get("cluster_memory_peak_mb", pd.Series(dtype=float)).notna().any():
-        notes.append("cluster columns: measured on the Dask workers; where the cluster is "
-                     "remote, CPU and memory columns are the client's only")
+    remote = table.loc[table.get("cluster_remote", pd.Series(False, index=table.index))
+                       .astype(bool), "mode"]
+    if not remote.empty:
+        notes.append(f"{', '.join(remote)}: a remote cluster; its CPU and memory columns are "
+                     "the client's only, the cluster columns were measured on its workers")
     return notes
 
 

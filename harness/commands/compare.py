@@ -28,7 +28,9 @@ def add_threshold_argument(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--threshold", type=share(None), default=0.10, metavar="SHARE",
                    help="a significant slowdown larger than this is a regression "
-                   "(default 0.10 = 10%%; also accepts 10%%)")
+                   "(default 0.10 = 10%%; also accepts 10%%); a mode whose repeats spread "
+                   "more needs more: the limit is the larger of this and 2.5x the relative "
+                   "spread (standard deviation / median) it showed in either run")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +72,8 @@ def print_comparison(comparison, console: Console) -> None:
     for c in comparison.changes:
         d = c.difference
         change = "-" if d is None else ("" if d.significant else "~ ") + d.describe()
+        if d is not None and c.limit > comparison.threshold + 1e-9:
+            change += f"; noise-aware limit {c.limit:.0%}"  # this mode's repeats spread
         verify = "-" if c.verify_candidate is None else (
             "ok" if c.verify_candidate else "FAIL: " + ", ".join(c.verify_failed))
         style = STYLES.get(c.status, "")

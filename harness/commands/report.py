@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
-from harness.commands.exitcodes import EXIT_OK
+from harness.commands.exitcodes import EXIT_HARNESS, EXIT_OK
 
 NAME = "report"
 HELP = "re-render a results folder: table, verdict, and reports (md, html, json, csv)"
@@ -102,6 +102,7 @@ def parse_formats(text: str) -> list[str]:
 def run(args: argparse.Namespace, console: Console) -> int:
     from harness.analysis.verdict import analyze
     from harness.config import ConfigError
+    from harness.partial import incomplete_reason
     from harness.records import load_run
     from harness.report.export import RENDERERS, write_report
     from harness.report.tables import print_verdict, write_tables
@@ -109,12 +110,26 @@ def run(args: argparse.Namespace, console: Console) -> int:
     formats = parse_formats(args.format)
     if args.output and len(formats) != 1:
         raise ConfigError("--output needs exactly one --format")
-    analysis = analyze(load_run(args.run_dir), **budget_overrides(args))
+    data = load_run(args.run_dir)
+    analysis = analyze(data, **budget_overrides(args))
+    incomplete = incomplete_reason(data.run, data.cells)
     if args.output == "-":
         sys.stdout.write(RENDERERS[formats[0]](analysis))
-        return EXIT_OK
+        return EXIT_HARNESS if incomplete else EXIT_OK
     write_tables(args.run_dir, console, analysis)
+    print_events(data.run, console)
     print_verdict(analysis.verdict, console)
     for fmt in formats:
         console.print(f"report: {write_report(analysis, fmt, args.output)}")
+    if incomplete:  # what finished is shown above; the run as a whole is no result
+        console.print(f"[bold red]{incomplete}[/]", highlight=False)
+        return EXIT_HARNESS
     return EXIT_OK
+
+
+def print_events(run: dict[str, Any], console: Console) -> None:
+    """Service restarts and outages recorded between cells (run.json ``events``)."""
+    for event in run.get("events") or []:
+        console.print(f"[yellow]service event:[/] {event.get('service')} "
+                      f"{event.get('event')} before cell {event.get('before_cell')}: "
+                      f"{event.get('detail', '')}", highlight=False)

@@ -93,11 +93,13 @@ def config_from(args: argparse.Namespace):
 def finish_run(run_dir: Path, args: argparse.Namespace, console: Console):
     """Table, verdict (budgets as recorded in run.json) and reports of a finished run."""
     from harness.api import load
+    from harness.commands.report import print_events
     from harness.report.export import write_report
     from harness.report.tables import print_verdict, write_tables
 
     analysis = load(run_dir).analysis
     write_tables(run_dir, console, analysis)
+    print_events(analysis.run.run, console)
     print_verdict(analysis.verdict, console)
     if not args.no_report:
         for fmt in ("md", "html"):
@@ -118,15 +120,18 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return EXIT_INTERRUPTED
     analysis = finish_run(run_dir, args, console)
     console.print(f"results: {run_dir}")
-    return run_exit_code(analysis.table)
+    return run_exit_code(analysis.table, analysis.verdict)
 
 
-def run_exit_code(table) -> int:
-    """0 when at least one mode finished correctly (the table says which modes are wrong:
-    that is a finding, not a failure), or when the scenario checks nothing (every mode
-    "unverified": the verdict says so); 3 when no mode passed its verify checks."""
+def run_exit_code(table, verdict=None) -> int:
+    """0 when at least one mode passed: it finished cleanly (its cells ended ``ok``) and
+    its checks passed, or the scenario checks nothing ("unverified": the verdict warns);
+    3 when no mode passed (every one failed verify, crashed, met a dead service or was
+    otherwise discarded). A wrong mode beside a passing one is a finding, not a failure."""
     if table.empty:
-        return EXIT_OK
+        return EXIT_CORRECTNESS  # no cell finished at all: nothing passed
+    if verdict is not None and verdict.outcome == "none":
+        return EXIT_CORRECTNESS  # every mode was discarded
     flags = list(table["verify_ok"])
     if any(flag is True or flag == True for flag in flags):  # noqa: E712 (numpy bools)
         return EXIT_OK

@@ -70,13 +70,17 @@ class AsyncioExecutor(Executor):
                     result = await self._call(unit, ctx)
                 else:
                     result = await asyncio.to_thread(self._work, unit, ctx)
-            except Exception as exc:  # a unit's failure is data
+            except (Exception, SystemExit, KeyboardInterrupt) as exc:
+                # a unit's failure is data; SystemExit would otherwise end the loop's thread
+                # and leave every other unit's future unresolved
                 return error_tuple(unit, self._name, start - t0, time.perf_counter_ns() - t0,
                                    exc)
             return result_tuple(unit, self._name, start - t0, time.perf_counter_ns() - t0,
                                 result)
 
     def shutdown(self) -> None:
+        if not hasattr(self, "_thread"):  # start() failed before the loop ran
+            return
         close = self.setup.scenario.function("aclose_worker")
         try:
             if self._native and close is not None:

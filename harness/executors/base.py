@@ -114,6 +114,12 @@ class Executor(ABC):
     def submit(self, unit: Unit) -> Any:
         """Hand ``unit`` over; return a future resolving to its record tuple."""
 
+    def run_started(self) -> None:
+        """The run phase begins (t0 is set): e.g. start measuring a remote cluster."""
+
+    def run_ended(self) -> None:
+        """Every unit has finished: the run phase is over, tear-down comes next."""
+
     def request_stop(self) -> None:
         """``--on-error stop``: units not yet started resolve as not-run, nothing is
         cancelled mid-flight (a cancelled unit that had started would lie about it)."""

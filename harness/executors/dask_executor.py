@@ -61,16 +61,25 @@ def _local_t0(clock: tuple[int, int, str]) -> int:
     return time.perf_counter_ns() - (time.time_ns() - t0_wall)
 
 
-def _run_chunk(path: str, ctx: Context, clock: tuple[int, int, str],
-               units: list[Unit]) -> list[tuple[Any, ...]]:
+def _run_chunk(path: str, ctx: Context, clock: tuple[int, int, str], units: list[Unit],
+               stop_on_error: bool = False) -> list[tuple[Any, ...]]:
     """Run one chunk on a Dask worker. The first copy of a cell's context seen by this
     process is kept, so its per-thread resources (connections) live across chunks."""
     ctx = _contexts.setdefault((ctx.run_id, ctx.cell_id), ctx)
-    return run_chunk(_scenario(path).module.work, units, ctx, _local_t0(clock), worker_name())
+    return run_chunk(_scenario(path).module.work, units, ctx, _local_t0(clock), worker_name(),
+                     stop_on_error=stop_on_error)
+
+
+def _preload(path: str) -> bool:
+    """Set-up on every worker: load the scenario (and its imports) before the run."""
+    _scenario(path)
+    return True
 
 
 class _BreakOnKilledWorker:
-    """A Dask future whose ``KilledWorker`` surfaces as :class:`ExecutorBroken`."""
+    """A Dask future whose failure surfaces as :class:`ExecutorBroken`: a chunk's units
+    catch their own exceptions (``run_timed``), so a chunk that fails is the cluster's
+    doing (a killed worker, a lost connection, a cancelled task)."""
 
     def __init__(self, future: Any):
         self._future = future
@@ -79,12 +88,10 @@ class _BreakOnKilledWorker:
         self._future.add_done_callback(lambda _: fn(self))
 
     def result(self) -> Any:
-        from distributed import KilledWorker
-
         try:
             return self._future.result()
-        except KilledWorker as exc:
-            raise ExecutorBroken(f"KilledWorker: {exc}") from exc
+        except BaseException as exc:
+            raise ExecutorBroken(f"{type(exc).__name__}: {exc}") from exc
 
 
 @register
@@ -112,24 +119,31 @@ class DaskExecutor(Executor):
             import distributed
         except ImportError as exc:
             raise RuntimeError(f"the dask executor needs distributed: {INSTALL_HINT}") from exc
+        import dask
+
         address = self.setup.dask_address
         self._cluster = None
         if address:
             self._client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S)
         else:
-            self._cluster = distributed.LocalCluster(
-                n_workers=self.workers, threads_per_worker=1, processes=True,
-                host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
+            # A worker that dies fails its task at once (Dask would quietly re-run it on
+            # a restarted worker): a killed worker is a crashed cell, never a result.
+            with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+                self._cluster = distributed.LocalCluster(
+                    n_workers=self.workers, threads_per_worker=1, processes=True,
+                    host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
             self._client = distributed.Client(self._cluster)
         self.worker_pids = sorted(self._client.run(os.getpid).values()) if not address else []
         workers = self._client.scheduler_info()["workers"]
         self._size = {"workers": len(workers),
                       "threads": sum(w["nthreads"] for w in workers.values()),
                       "hosts": len({w["host"] for w in workers.values()})}
+        if address:  # a user's cluster: its workers are outside the cell's process tree
+            self.workers = max(1, self._size["threads"])  # what it really runs at once
         from harness.executors import dask_usage
 
-        self._usage = dask_usage.ClusterUsage(self._client)
-        self._usage.start()
+        self._usage = dask_usage.ClusterUsage(self._client) if address else None
+        self._client.run(_preload, str(self.setup.scenario.path))  # imports are set-up
         self._feeder = ChunkFeeder(self._send, self._size["threads"], self.setup.chunksize)
         self._version = distributed.__version__
 
@@ -138,7 +152,7 @@ class DaskExecutor(Executor):
                  socket.gethostname())
         return _BreakOnKilledWorker(self._client.submit(
             _run_chunk, str(self.setup.scenario.path), self.setup.ctx, clock, units,
-            pure=False))
+            self.setup.stop_on_error, pure=False))
 
     def submit(self, unit: Unit) -> Any:
         return self._feeder.submit(unit)
@@ -147,14 +161,25 @@ class DaskExecutor(Executor):
         super().request_stop()
         self._feeder.stop()  # chunks already on workers finish: nothing is cancelled
 
-    def shutdown(self) -> None:
-        if getattr(self, "_feeder", None) is not None:
-            self._feeder.close()
+    def run_started(self) -> None:
+        if self._usage is not None:
+            self._usage.start()  # the run phase only: as the parent samples the tree
+
+    def run_ended(self) -> None:
+        if self._usage is not None:
             self._cluster_usage = self._usage.stop()
-        if getattr(self, "_client", None) is not None:
-            self._client.close()
-        if getattr(self, "_cluster", None) is not None:  # an existing scheduler is the user's
-            self._cluster.close()
+
+    def shutdown(self) -> None:
+        try:
+            if getattr(self, "_feeder", None) is not None:
+                self._feeder.close()
+        finally:
+            try:
+                if getattr(self, "_client", None) is not None:
+                    self._client.close()
+            finally:
+                if getattr(self, "_cluster", None) is not None:  # a user's cluster stays up
+                    self._cluster.close()
 
     def info(self) -> dict[str, Any]:
         return {"workers": self.workers, "cluster": self.setup.dask_address or "local",

@@ -2,11 +2,13 @@
 
 With ``--dask-address`` the workers are not in the cell's process tree, so the parent's
 sampler cannot see them. :class:`ClusterUsage` starts a small psutil sampler thread on
-every worker (``client.run``) and collects its totals at the end: CPU seconds, peak
-memory (PSS, shared pages once) and read()/write() bytes of each worker process, summed
-over the cluster. Sampling at 10 Hz in a thread of the worker process costs that worker
-a little CPU; it is the price of seeing the cluster at all, and it is the same for every
-cell that runs on Dask.
+every worker (``client.run``) when the run phase starts and collects its totals when it
+ends: CPU seconds, peak memory (PSS, shared pages once) and read()/write() bytes of each
+worker process, summed over the cluster. Sampling at 10 Hz in a thread of the worker
+process costs that worker a little CPU (against DESIGN's "no sampler in the workload
+process": there is no other way to see a remote worker); it is used only for a user's
+cluster, never for a LocalCluster, whose workers the parent samples from outside. Per-worker
+peaks are summed although they may come at different instants: an upper bound, said so.
 """
 
 from __future__ import annotations

@@ -52,7 +52,8 @@ def _wait_ready() -> int:
 
 def _run_chunk(units: list[Unit], t0_ns: int) -> list[tuple[Any, ...]]:
     w = _worker
-    return run_chunk(w["scenario"].module.work, units, w["ctx"], t0_ns, w["name"], w["stop"])
+    return run_chunk(w["scenario"].module.work, units, w["ctx"], t0_ns, w["name"], w["stop"],
+                     stop_on_error=w["stop"] is not None)
 
 
 @register

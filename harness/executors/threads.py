@@ -38,4 +38,5 @@ class ThreadsExecutor(Executor):
         return run_timed(self._work, unit, self.setup.ctx, self.t0_ns, worker_name())
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=True)
+        if hasattr(self, "_pool"):  # start() may have failed before the pool existed
+            self._pool.shutdown(wait=True)

@@ -81,6 +81,7 @@ def report_data(analysis: Analysis) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "stored_schema_version": run.get("stored_schema_version"),
         "run": {k: run.get(k) for k in ("run_id", "status", "started_at", "finished_at")},
+        "events": list(run.get("events") or []),  # service restarts and outages
         "scenario": run.get("scenario") or {},
         "config": config,
         "modes": list(analysis.table["mode"]) if not analysis.table.empty else [],

@@ -136,6 +136,11 @@ def render_markdown(data: dict[str, Any]) -> str:
     out.append(md_table(VERIFY_COLUMNS, rows) if rows else "The scenario has no verify "
                "checks.\n")
     out += ["", "## Cells", "", md_table(CELL_COLUMNS, cell_rows(data))]
+    if data.get("events"):
+        out += ["", "## Service events", "", md_table(("before cell", "service", "event",
+                                                       "detail"), (
+            [e.get("before_cell"), e.get("service"), e.get("event"), e.get("detail", "")]
+            for e in data["events"]))]
     out += ["", "## Environment", ""]
     out += [f"- **{label}:** {text}" for label, text in environment_facts(data)]
     return "\n".join(out).rstrip() + "\n"

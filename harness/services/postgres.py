@@ -22,6 +22,9 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from harness.services.errors import ServiceError
+from harness.services.pg_process import (_is_postgres, _is_postmaster_of, _live_handles,
+                                         _running, _running_pid, _wait_gone, live_postmaster,
+                                         release_embedded, stop_postmaster)
 
 CONNECT_TIMEOUT_S = 5
 KEY_SETTINGS = (
@@ -134,28 +137,8 @@ def drop_schema(dsn: str, name: str) -> None:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
-def _running(proc: psutil.Process) -> bool:
-    # A stopped postmaster can linger as a zombie until its (re)parent reaps it: that is not running.
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _is_postgres(proc: psutil.Process) -> bool:
-    try:
-        cmdline = proc.cmdline()
-        return proc.name() == "postgres" or bool(cmdline and cmdline[0].startswith("postgres"))
-    except psutil.Error:
-        return False
-
-
-def _is_postmaster_of(pid: int, data_dir: Path) -> bool:
-    try:
-        proc = psutil.Process(pid)
-        return _running(proc) and _is_postgres(proc) and str(data_dir) in " ".join(proc.cmdline())
-    except psutil.Error:
-        return False
+__all__ = ["PostgresInfo", "PostgresService", "aconnect", "connect", "create_schema",
+           "drop_schema", "live_postmaster", "release_embedded", "stop_postmaster"]
 
 
 def _local_postmaster(conn: psycopg.Connection, connected_at: float) -> tuple[int, ...]:
@@ -296,7 +279,8 @@ class PostgresService:
     def _describe_embedded(self) -> PostgresInfo:
         server = _embedded[self.data_dir][0]
         hint = f"read {self.data_dir / 'log'} or delete {self.data_dir} to start afresh"
-        return _describe(server.get_uri(), hint, embedded=True, source=self._source(), pids=(server.get_pid(),))
+        pid = live_postmaster(self.data_dir) or server.get_pid()
+        return _describe(server.get_uri(), hint, embedded=True, source=self._source(), pids=(pid,))
 
     def stop(self) -> None:
         """Stop the embedded server (never a DATABASE_URL one); idempotent.
@@ -320,8 +304,48 @@ class PostgresService:
             raise ServiceError(f"embedded PostgreSQL in {self.data_dir} did not stop cleanly ({exc}); kill pid {pid}") from exc
         finally:
             server_cls._instances.pop(self.data_dir, None)
-        if not (self.data_dir / "postmaster.pid").exists():  # else another live process still uses it
+        if not _live_handles(self.data_dir, exclude=os.getpid()):
+            # Nobody else uses it: stop whatever postmaster the pid file names now, which
+            # is not pgserver's when the server was restarted from outside meanwhile.
+            stop_postmaster(self.data_dir)
             _wait_gone((pid,), timeout=10.0)
+
+    def alive(self) -> bool | None:
+        """Cheap liveness (no connection): the embedded postmaster named by the pid file is
+        running; for DATABASE_URL, its local postmaster pid if known, else None (unknown)."""
+        info = self._info
+        if info is None:
+            return False
+        if info.embedded:
+            return live_postmaster(self.data_dir) is not None
+        if info.pids:
+            return any(_running_pid(p) for p in info.pids)
+        return None
+
+    def answers(self) -> str | None:
+        """None when the server accepts a connection and a query, else why not (one line)."""
+        if self._info is None:
+            return "not started"
+        try:
+            with psycopg.connect(self._info.dsn, connect_timeout=2, autocommit=True) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            return str(_connect_error(self._info.dsn, exc, _GENERIC_HINT))
+        if self._info.embedded and live_postmaster(self.data_dir) not in self._info.pids:
+            self._info = self._describe_embedded()  # restarted from outside: follow its pid
+        return None
+
+    def revive(self) -> PostgresInfo:
+        """Start the embedded server again after it died (same data folder, same DSN)."""
+        if self._info is None or not self._info.embedded:
+            raise ServiceError("only the embedded server can be restarted by the harness")
+        _, _, server_cls = _pgserver()
+        server = _embedded[self.data_dir][0]
+        with server_cls._lock:
+            _clear_stale_state(self.data_dir)
+            server.ensure_postgres_running()
+        self._info = self._describe_embedded()
+        return self._info
 
     def restart(self) -> None:
         """Stop and start the embedded postmaster (open connections break); the DSN stays the same."""
@@ -341,16 +365,3 @@ class PostgresService:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-def _wait_gone(pids: tuple[int, ...], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    for pid in pids:
-        try:
-            proc = psutil.Process(pid)
-        except psutil.NoSuchProcess:
-            continue
-        while _running(proc) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if _running(proc):
-            proc.kill()

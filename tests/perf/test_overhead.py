@@ -236,3 +236,25 @@ def test_time_added_per_slow_unit(benchmark, tmp_path, mode, workers, reference)
           f"{ADDED_MS_TARGET} ms; pairs: {' '.join(f'{x:.3f}' for x in added)})")
     benchmark.extra_info.update(added_ms_per_unit=added, median=median, target=ADDED_MS_TARGET)
     assert median <= ADDED_MS_TARGET, f"{mode} adds {median:.3f} ms per unit"
+
+
+THEORY = {"serial": 0.05, "threads": 0.15, "asyncio": 0.15}
+
+
+@pytest.mark.perf
+@pytest.mark.parametrize("executor", list(THEORY))
+def test_in_process_executors_match_theory_closely(benchmark, tmp_path, executor):
+    """calibrate's exact theory: the run phase within a few percent of it (an upper bound
+    that needs a quiet machine, so it lives here and not in make test)."""
+    from tests.runhelp import run_scenario
+
+    params = {"units": 24, "groups": 4, "cost_ms": 40}
+    cells = []
+    benchmark.pedantic(lambda: cells.append(run_scenario(
+        tmp_path / str(len(cells)), "calibrate", [executor], params, workers={"*": 8}).cells[0]),
+        rounds=3, iterations=1)
+    ratios = sorted(c["makespan_s"] / c["bound_s"] for c in cells)
+    print(f"\n{executor}: run / theory {' '.join(f'{r:.3f}' for r in ratios)} "
+          f"(target <= {1 + THEORY[executor]:.2f})")
+    assert ratios[0] >= 1.0
+    assert statistics.median(ratios) <= 1 + THEORY[executor]
