@@ -206,7 +206,15 @@ def test_too_many_handles_on_one_file_answer_ebusy(backing, tmp_path):
         assert busy.value.errno == errno.EBUSY
         other = open(volume.mountpoint / "f01.txt", "rb")  # the limit is per file
         first.close()
-        third = open(path, "rb")  # a released handle frees its place
+        # A released handle frees its place; FUSE sends RELEASE after close() returns.
+        deadline, third = time.monotonic() + 2.0, None
+        while third is None:
+            try:
+                third = open(path, "rb")
+            except OSError as exc:
+                if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
         for fh in (second, third, other):
             fh.close()
 
