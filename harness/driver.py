@@ -207,11 +207,32 @@ class Driver:
             self._waiters -= 1
 
     def _submit_batch(self, batch: list[Unit]) -> None:
+        if self.executor.synchronous and not self._due:
+            self._run_inline(batch)
+            return
         for index, unit in enumerate(batch):
             if self._stopping:  # a failure under --on-error stop, or a broken executor
                 self._never_submitted(batch[index:])
                 return
             self._submit(unit)
+
+    def _run_inline(self, batch: list[Unit]) -> None:
+        """A synchronous executor's batch: the same accounting as ``_done``, with its
+        lookups hoisted out of the loop (a serial loop of 100 us units must cost the
+        harness well under 5 %). Anything unusual takes the general path."""
+        submit, add, finished = self.executor.submit, self.recorder.add, self._finished
+        for index, unit in enumerate(batch):
+            if self._stopping:
+                self._never_submitted(batch[index:])
+                return
+            try:
+                record = submit(unit).result()
+            except Exception as exc:  # the executor refused it: the general path says why
+                self._done(unit, None, exc)
+                continue
+            add(record)
+            if finished(unit, record):
+                self.executor.request_stop()
 
     def _never_submitted(self, units: list[Unit]) -> None:
         self.recorder_add_many([not_run_tuple(u, self._stop_reason) for u in units])
