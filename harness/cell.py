@@ -18,7 +18,6 @@ import resource
 import signal
 import sys
 import threading
-import time
 import traceback
 from pathlib import Path
 from typing import Any

@@ -43,7 +43,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg
 
 from harness.scenario import Check, Context, Metric, Param, Unit, UnitResult
 from harness.workloads import db
