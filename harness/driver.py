@@ -72,9 +72,10 @@ class Recorder:
     def add(self, record: tuple[Any, ...]) -> None:
         buffer = self._buffer
         buffer.append(record)
-        if record[6] - record[5] >= self._slow and threading.get_ident() == self._owner:
+        slow = record[6] - record[5] >= self._slow
+        if slow and threading.get_ident() == self._owner:
             self.flush()
-        elif len(buffer) >= self._batch or record[6] - record[5] >= self._slow:
+        elif slow or len(buffer) >= self._batch:
             self._wake.set()
 
     def flush(self) -> None:

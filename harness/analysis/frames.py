@@ -22,7 +22,9 @@ def units_frame(run: RunData) -> pd.DataFrame:
     if frame.empty:
         return pd.DataFrame(columns=["cell", "mode", "unit", "group", "status", "service_ms",
                                      "wait_ms", "latency_ms", "attempts"])
-    ran = frame["start_ns"] >= 0
+    # The status says whether a unit ran, not its start: a unit timed on another host's
+    # clock may start "before" t0 and still have run.
+    ran = frame["status"] != "not-run"
     frame["service_ms"] = np.where(ran, (frame["end_ns"] - frame["start_ns"]) / 1e6, np.nan)
     frame["wait_ms"] = np.where(ran, (frame["start_ns"] - frame["due_ns"]) / 1e6, np.nan)
     frame["latency_ms"] = np.where(ran, (frame["end_ns"] - frame["due_ns"]) / 1e6, np.nan)
