@@ -73,10 +73,12 @@ def test_the_recommendation_is_the_smallest_within_five_percent_of_the_best_clea
 
 def test_the_fitted_sigma_recovers_the_lock_fraction(tmp_path):
     """Theory check: each unit stops the world for a fraction f of its time (Amdahl), so the
-    USL's contention sigma is f; a sweep of real cells must recover it within 10 %."""
+    USL's contention sigma is f; a sweep of real cells must recover it within 10 %. Units of
+    100 ms make each exclusive section 25 ms, so a lock hand-off delayed by a busy shared machine
+    (about a millisecond; with 10 ms sections one CI run fitted 0.285) stays well inside the band."""
     f = 0.25
     base = RunConfig(scenario="calibrate", repeat=1, warmup=False, out=tmp_path, progress=False,
-                     params={"units": "96", "groups": "1", "cost_ms": "40",
+                     params={"units": "64", "groups": "1", "cost_ms": "100",
                              "lock_fraction": str(f), "receipts": "true"})
     sweep = SweepConfig(base, "threads", knobs=(Knob.parse("workers=1,2,4,8,16,32"),))
     run_dir = run_sweep(sweep)
@@ -84,7 +86,7 @@ def test_the_fitted_sigma_recovers_the_lock_fraction(tmp_path):
     assert [p.n for p in summary.points] == [1, 2, 4, 8, 16, 32]
     assert all(p.clean for p in summary.points), [(c["label"], c["status"], c["message"])
                                                    for c in load_run(run_dir).cells]
-    assert summary.fit.sigma == pytest.approx(f, rel=0.10), summary.fit
+    assert summary.fit.sigma == pytest.approx(f, rel=0.10), (summary.fit, summary.points)
     md, png = write_sweep_report(run_dir, layout, [summary])
     assert "σ (contention)" in md.read_text() and png.stat().st_size > 1000
     assert json.loads((run_dir / "sweep.json").read_text())["axis"] == "workers"
