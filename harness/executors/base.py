@@ -114,6 +114,11 @@ class Executor(ABC):
     def submit(self, unit: Unit) -> Any:
         """Hand ``unit`` over; return a future resolving to its record tuple."""
 
+    def run_now(self, unit: Unit) -> tuple[Any, ...]:
+        """A ``synchronous`` executor's short path: run ``unit`` here, return its record
+        (the driver's serial loop calls this, skipping the future)."""
+        return self.submit(unit).result()
+
     def run_started(self) -> None:
         """The run phase begins (t0 is set): e.g. start measuring a remote cluster."""
 

@@ -31,4 +31,7 @@ class SerialExecutor(Executor):
 
     def submit(self, unit: Unit) -> DoneFuture:
         # Synchronous: the unit has run when submit returns (a loop has no queue).
-        return DoneFuture(run_timed(self._work, unit, self._ctx, self.t0_ns, self._name))
+        return DoneFuture(self.run_now(unit))
+
+    def run_now(self, unit: Unit) -> tuple[Any, ...]:
+        return run_timed(self._work, unit, self._ctx, self.t0_ns, self._name)
