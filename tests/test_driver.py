@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from harness.policies.adaptive import Adaptive
+from harness.analysis.verdict import analyze
 from harness.policies.capped import Capped
 from harness.policies.fanout import Fanout
 from harness.policies.fifo import Fifo
 from harness.policies.interleave import Interleave
+from harness.report.plots import limit_plot
 from harness.scenario import Unit
 from tests.runhelp import run_scenario
 
@@ -107,56 +108,6 @@ def test_fanout_by_default_hands_out_everything_at_once():
     assert handed == 10_000 and policy.pending == 0
 
 
-def _record(unit: Unit, start_ms: float, service_ms: float, status: str = "ok",
-            retries: dict | None = None) -> tuple:
-    start = int(start_ms * 1e6)
-    return (unit.id, unit.group, "w", 1, 0, start, start + int(service_ms * 1e6), status,
-            None, None, 1, 0, retries or {})
-
-
-def _drain_one_round(policy: Adaptive, t: float, service_ms: float, **outcome) -> float:
-    handed = []
-    while (unit := policy.next(0)) is not None:
-        handed.append(unit)
-    for unit in handed:
-        policy.finished(unit, _record(unit, t, service_ms, **outcome))
-    return t + service_ms
-
-
-def test_the_adaptive_limit_rises_while_fast_and_cuts_on_429s():
-    policy = Adaptive.from_args([], {}, capacity=100)
-    assert policy.label() == "adaptive(1,32)"
-    for unit in _units({"a": 400}):
-        policy.arrive(unit)
-    t = 0.0
-    for _ in range(12):  # clean, fast rounds: additive increase
-        t = _drain_one_round(policy, t, 10)
-    risen = policy.info()["limit_final"]["a"]
-    assert risen >= 4
-    t = _drain_one_round(policy, t, 10, retries={"429": 2})  # the supplier pushes back
-    cut = policy.info()["limit_final"]["a"]
-    assert cut == pytest.approx(max(1.0, risen * 0.9), abs=0.01) and cut < risen
-    info = policy.info()
-    assert info["limit_events"]["down"] == 1  # one cut per round, not one per rejection
-    limits = [limit for _, _, limit in info["limit_trajectory"]]
-    assert limits[0] == 1 and max(limits) == pytest.approx(risen, abs=0.5) and limits[-1] == cut
-
-
-def test_the_adaptive_limit_cuts_on_latency_growth_and_errors():
-    policy = Adaptive(capacity=100, start=4, maximum=8)
-    for unit in _units({"a": 100}):
-        policy.arrive(unit)
-    t = _drain_one_round(policy, 0, 10)
-    before = policy.info()["limit_final"]["a"]
-    t = _drain_one_round(policy, t, 50)  # 5x the unloaded service time: queueing
-    assert policy.info()["limit_final"]["a"] < before
-    policy = Adaptive(capacity=100, start=4, maximum=8)
-    for unit in _units({"b": 10}):
-        policy.arrive(unit)
-    _drain_one_round(policy, 0, 10, status="error")
-    assert policy.info()["limit_final"]["b"] == 2
-
-
 @pytest.mark.parametrize("mode", ["serial", "threads"])
 def test_a_declared_schedule_sets_due_and_no_unit_starts_early(tmp_path, mode):
     scenario = tmp_path / "scheduled.py"
@@ -191,3 +142,6 @@ def test_the_driver_passes_records_to_a_policy_that_sees_them(tmp_path):
     assert info["limit_events"]["up"] > 0  # outcomes reached the policy: the limit rose
     assert max(limit for _, _, limit in info["limit_trajectory"]) > 1
     assert set(info["limit_final"]) == {"g00", "g01"}
+    assert info["shared_trajectory"][0] == [0, 1.0]  # the shared limit: the groups' starts
+    plot = limit_plot(analyze(run))  # both trajectories reach the report
+    assert plot is not None and plot.title == "Adaptive concurrency limit"

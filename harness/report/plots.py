@@ -261,27 +261,40 @@ def service_plots(analysis: Analysis) -> list[Plot]:
 
 def limit_plot(analysis: Analysis) -> Plot | None:
     """An adaptive policy's concurrency limit per group over the run phase (a policy that
-    records ``limit_trajectory`` in its info), for each mode's representative cell."""
+    records ``limit_trajectory`` in its info), with the limit shared by all groups where it
+    records one (``shared_trajectory``), for each mode's representative cell."""
     cells = {c["cell_id"]: c for c in analysis.run.cells}
-    chosen = [(label, (cells[cid].get("info") or {}).get("limit_trajectory"))
-              for label, cid in representative_cells(analysis).items() if cid in cells]
-    chosen = [(label, points) for label, points in chosen if points]
+    chosen = [(label, cells[cid]) for label, cid in representative_cells(analysis).items()
+              if cid in cells and (cells[cid].get("info") or {}).get("limit_trajectory")]
     if not chosen:
         return None
     fig = _figure(9, 3.2 * len(chosen))
-    for ax, (label, points) in zip(np.atleast_1d(fig.subplots(len(chosen), 1, squeeze=False)[:, 0]), chosen):
+    for ax, (label, cell) in zip(np.atleast_1d(fig.subplots(len(chosen), 1, squeeze=False)[:, 0]), chosen):
+        info, end_s = cell["info"], cell.get("makespan_s")
         by_group: dict[str, list[tuple[float, float]]] = {}
-        for t_ns, group, limit in points:
+        for t_ns, group, limit in info["limit_trajectory"]:
             by_group.setdefault(group, []).append((t_ns / 1e9, limit))
         for group, series in list(by_group.items())[:12]:
-            ax.step(*zip(*series), where="post", label=group, alpha=0.8)
+            ax.step(*zip(*_held_to(series, end_s)), where="post", label=group, alpha=0.8)
+        shared = [(t_ns / 1e9, limit) for t_ns, limit in info.get("shared_trajectory") or []]
+        if shared:
+            ax.step(*zip(*_held_to(shared, end_s)), where="post", label="all groups",
+                    color="black", lw=2)
         ax.set(title=label, xlabel="time since t0 (s)", ylabel="concurrency limit")
         ax.grid(alpha=0.3)
         if len(by_group) <= 12:
             ax.legend(fontsize=7, ncol=4)
-    return Plot("Adaptive concurrency limit", "Per group (supplier): the limit rises while "
-                "service stays near its unloaded minimum and halves on errors, 429s or "
-                "latency growth.", _encode(fig))
+    return Plot("Adaptive concurrency limit", "Per group (supplier), and over all groups in "
+                "black: a limit rises while service stays near its unloaded minimum and is "
+                "cut on errors, 429s (a group's own) or latency growth.", _encode(fig))
+
+
+def _held_to(series: list[tuple[float, float]], end_s: float | None) -> list[tuple[float, float]]:
+    """A trajectory records changes only: hold its last value to the end of the run phase,
+    so that a limit that settled early is not read as one that stopped."""
+    if end_s is None or not series or series[-1][0] >= end_s:
+        return series
+    return [*series, (end_s, series[-1][1])]
 
 
 PLOTS: tuple[Callable[[Analysis], Plot | None], ...] = (
