@@ -162,3 +162,49 @@ def test_a_killed_postmaster_is_replaced_and_the_last_user_stops_it(tmp_path):
     assert not _gone(info.pids[0])  # `first` still uses it
     first.stop()
     assert _gone(info.pids[0])
+
+
+def _stop_from_outside(service: PostgresService) -> None:
+    from harness.services import postgres as pg
+
+    _, commands, _ = pg._pgserver()
+    server = pg._embedded[service.data_dir][0]
+    commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=service.data_dir,
+                    user=server.system_user, timeout=30)
+
+
+def test_revive_adopts_a_server_someone_else_started_meanwhile(embedded, monkeypatch):
+    """An operator's pg_ctl start wins the race: ours then fails on the lock file, and the
+    harness takes the server that answers rather than calling the service down."""
+    from harness.services import postgres as pg
+
+    _stop_from_outside(embedded)
+    server = pg._embedded[embedded.data_dir][0]
+    real_start = server.ensure_postgres_running
+
+    def started_by_someone_else() -> None:
+        real_start()  # the operator's server comes up first ...
+        raise subprocess.CalledProcessError(1, ["pg_ctl", "start"])  # ... and ours fails
+
+    monkeypatch.setattr(server, "ensure_postgres_running", started_by_someone_else)
+    info = embedded.revive()
+    assert psutil.Process(info.pids[0]).name() == "postgres"
+    with connect(info.dsn) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_revive_that_cannot_start_the_server_says_so(embedded, monkeypatch):
+    from harness.services import postgres as pg
+
+    _stop_from_outside(embedded)
+    server = pg._embedded[embedded.data_dir][0]
+    real_start = server.ensure_postgres_running
+    failure = subprocess.CalledProcessError(1, ["pg_ctl", "start"])
+    monkeypatch.setattr(server, "ensure_postgres_running", lambda: (_ for _ in ()).throw(failure))
+    monkeypatch.setattr(pg, "ADOPT_TIMEOUT_S", 0.5)
+    try:
+        with pytest.raises(subprocess.CalledProcessError):
+            embedded.revive()  # nobody else started one: the failure stands
+    finally:
+        monkeypatch.setattr(server, "ensure_postgres_running", real_start)
+        embedded.revive()  # the module's other tests share this server

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -56,6 +57,11 @@ _GENERIC_HINT = "check that the server is running and the DSN points at it"
 # process use it]. pgserver keeps one server object per folder and process, so the last user, not
 # the first, may stop it, and it must stop the current object (a crash may have replaced it).
 _embedded: dict[Path, list[Any]] = {}
+# pgserver's start lock is a fasteners InterProcessLock (fcntl): it keeps processes apart,
+# not two threads of one process (a test restarting the server while the runner's health
+# check revives it), so starts in this process also take this one.
+_start_lock = threading.RLock()
+ADOPT_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -256,7 +262,7 @@ class PostgresService:
             return self._info
         pgserver, _, server_cls = _pgserver()
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        with server_cls._lock:
+        with _start_lock, server_cls._lock:
             if self.data_dir.exists():
                 _clear_stale_state(self.data_dir)
             cached = server_cls._instances.get(self.data_dir)
@@ -341,11 +347,31 @@ class PostgresService:
             raise ServiceError("only the embedded server can be restarted by the harness")
         _, _, server_cls = _pgserver()
         server = _embedded[self.data_dir][0]
-        with server_cls._lock:
+        with _start_lock, server_cls._lock:
             _clear_stale_state(self.data_dir)
-            server.ensure_postgres_running()
+            try:
+                server.ensure_postgres_running()
+            except Exception:
+                # Someone else started it meanwhile (an operator's pg_ctl): pg_ctl then
+                # fails on the lock file. Take theirs once it answers, as answers() would.
+                if not self._answering_postmaster(ADOPT_TIMEOUT_S):
+                    raise
         self._info = self._describe_embedded()
         return self._info
+
+    def _answering_postmaster(self, timeout: float) -> bool:
+        """True once a live postmaster of our data folder accepts a query (within timeout)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if live_postmaster(self.data_dir) is not None:
+                try:
+                    with psycopg.connect(self._info.dsn, connect_timeout=2, autocommit=True) as conn:
+                        conn.execute("SELECT 1")
+                    return True
+                except psycopg.Error:
+                    pass  # still starting up
+            time.sleep(0.1)
+        return False
 
     def restart(self) -> None:
         """Stop and start the embedded postmaster (open connections break); the DSN stays the same."""
@@ -353,7 +379,7 @@ class PostgresService:
             raise ServiceError("restart() only works on a started embedded server; unset DATABASE_URL and call start() first")
         _, commands, server_cls = _pgserver()
         server = _embedded[self.data_dir][0]
-        with server_cls._lock:
+        with _start_lock, server_cls._lock:
             commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=server.system_user, timeout=30)
             _wait_gone((server.get_pid(),), timeout=10.0)
             server.ensure_postgres_running()  # same data folder -> same socket folder -> same DSN
