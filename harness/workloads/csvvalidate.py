@@ -50,7 +50,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from harness.workloads import rowrule
+from harness.workloads import csvfast, rowrule
 from harness.workloads.csvgen import COLUMNS
 
 MAX_RAW_BYTES = 4096  # quarantined raw bytes are cut here (the length is kept in `detail`)
@@ -80,18 +80,34 @@ class Rejected:
 
 @dataclass
 class Checked:
-    """Everything :func:`check_file` found in one file."""
+    """Everything :func:`check_file` found in one file. A file the fast screen passed
+    carries its record lines in ``clean``; its ``table`` is parsed only when asked for
+    (the ``copy`` loader never asks)."""
 
     lines: int = 0                                    # physical lines read
-    table: pa.Table | None = None                     # valid records, COLUMNS order
+    _table: pa.Table | None = None                    # valid records, COLUMNS order
     line_numbers: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     rejected: list[Rejected] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)  # SKIP_REASONS -> lines
     note: str = ""                                    # e.g. "gzip, decompressed"
+    clean: csvfast.Clean | None = None                # the fast screen's records
+
+    @property
+    def table(self) -> pa.Table | None:
+        if self._table is None and self.clean is not None:
+            c = self.clean  # the screen guarantees one plain record per line
+            self._table = _parse(c.text[c.start:], list(COLUMNS), len(c.text))[0]
+        return self._table
+
+    @table.setter
+    def table(self, table: pa.Table | None) -> None:
+        self._table = table
 
     @property
     def rows(self) -> int:
-        return 0 if self.table is None else self.table.num_rows
+        if self.clean is not None:
+            return self.clean.rows
+        return 0 if self._table is None else self._table.num_rows
 
     @property
     def quarantined_lines(self) -> int:
@@ -295,11 +311,18 @@ def _flags(values) -> list[int]:
     return list(compress(range(len(flags)), flags))
 
 
-def check_file(data: bytes, encoding: str = "utf-8") -> Checked:
-    """Validate one supplier file; never raises on bad content (see the module doc)."""
+def check_file(data: bytes, encoding: str = "utf-8", fast: bool = True) -> Checked:
+    """Validate one supplier file; never raises on bad content (see the module doc).
+    A clean file is recognised by :func:`~harness.workloads.csvfast.screen` first;
+    ``fast=False`` always takes the full path (the property test compares the two)."""
     data, reason, note = _unwrap(data)
     if reason:
         return _whole(reason, note, data, 0)
+    clean = csvfast.screen(data, encoding) if fast else None
+    if clean is not None:
+        return Checked(lines=clean.lines, skipped=dict.fromkeys(SKIP_REASONS, 0) | {"header": 1},
+                       note="; ".join(n for n in (note, clean.note) if n), clean=clean,
+                       line_numbers=np.arange(2, clean.rows + 2, dtype=np.int32))
     raw_lines, bom_note = _text_lines(data, encoding)
     note = "; ".join(n for n in (note, bom_note) if n)
     if not raw_lines:
