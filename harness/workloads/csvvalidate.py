@@ -29,7 +29,10 @@ What a file may look like (docs/csv_ingest.md has the table):
   is judged on its own, so a stray quote costs one line, not the rest of the file;
 * records are parsed by pyarrow's CSV reader (an ``invalid_row_handler`` collects the
   ``wrong_column_count`` lines) and judged by :mod:`harness.workloads.rowrule` on whole
-  columns. Python touches only lines that are rejected or need the quote rule.
+  columns. Python touches only lines that are rejected or need the quote rule;
+* a clean file (canonical header, UTF-8, every line a plain record the rule accepts) is
+  recognised first by :mod:`harness.workloads.csvfast` in one RE2 pass, and keeps its
+  own lines: its table is parsed only if a loader asks for typed values.
 
 Line numbers are physical lines, the first line of the file being line 1.
 """
