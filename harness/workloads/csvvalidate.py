@@ -40,14 +40,16 @@ Line numbers are physical lines, the first line of the file being line 1.
 from __future__ import annotations
 
 import bisect
+import codecs
 import csv
 import gzip
 import io
 import operator
 import re
+import threading
 import zlib
 from dataclasses import dataclass, field
-from itertools import compress, repeat
+from itertools import accumulate, compress, repeat
 
 import numpy as np
 import pyarrow as pa
@@ -161,6 +163,8 @@ def _decode(lines: list[bytes], encoding: str) -> tuple[list[bytes], list[Reject
         return (lines if utf8 else text.encode().split(b"\n")), []
     except UnicodeDecodeError:
         pass
+    if utf8:
+        return _utf8_lines(lines, body, encoding)
     good, rejected = [], []
     for i, line in enumerate(lines):
         try:
@@ -172,6 +176,39 @@ def _decode(lines: list[bytes], encoding: str) -> tuple[list[bytes], list[Reject
             rejected.append(Rejected(i + 1, reason, f"byte 0x{line[exc.start]:02x} at column "
                                      f"{exc.start + 1} is not {encoding}{hint}", line))
             good.append(b"")  # keeps the numbering; never read again
+    return good, rejected
+
+
+_decode_errors = threading.local()  # the error handler's byte offsets, per thread
+
+
+def _note_error(exc: UnicodeError) -> tuple[str, int]:
+    assert isinstance(exc, UnicodeDecodeError)
+    _decode_errors.at.append(exc.start)
+    return "", exc.end
+
+
+codecs.register_error("harness.csvvalidate", _note_error)
+
+
+def _utf8_lines(lines: list[bytes], body: bytes,
+                encoding: str) -> tuple[list[bytes], list[Rejected]]:
+    """UTF-8 lines, some of which do not decode: one decode of the whole body with an error
+    handler that notes where (Python sees the bad sequences, not every line). A bad
+    sequence never spans a line end (a newline is never a continuation byte), so each
+    offset falls in one line, and the line's first one is what decoding it alone reports."""
+    _decode_errors.at = []
+    body.decode("utf-8", "harness.csvvalidate")
+    starts = list(accumulate((len(line) + 1 for line in lines), initial=0))
+    good, rejected = list(lines), []
+    for at in _decode_errors.at:
+        i = bisect.bisect_right(starts, at) - 1
+        if good[i]:  # the first bad sequence of line i (a bad line is never empty)
+            column = at - starts[i]
+            rejected.append(Rejected(i + 1, "invalid_utf8", f"byte 0x{lines[i][column]:02x} at "
+                                     f"column {column + 1} is not {encoding}; a Latin-1 export? try "
+                                     "--param encoding=latin-1", lines[i]))
+            good[i] = b""  # keeps the numbering; never read again
     return good, rejected
 
 
