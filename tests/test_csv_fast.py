@@ -101,21 +101,42 @@ def test_the_screen_passes_clean_files_and_sends_their_own_lines() -> None:
         b"7,%d,%s\n" % (i, line) for i, line in enumerate(CLEAN[len(HEADER):].split(b"\r\n"), 2))
 
 
+# plain records, one the rule accepts only once parsed (a quoted quantity), one it refuses
+DIRTY = (CLEAN.replace(b"\r\nS01,o2,SKU-2,-3,", b'\r\nS01,o2,SKU-2,"-3",')
+         + b"\r\nS01,o8,SKU-8,+1,1,SEK,now,Lyon,")
+
+
+def test_a_file_with_bad_lines_keeps_its_plain_records_as_they_are() -> None:
+    plan = pgload.plan_file("s01/d.csv", 7, DIRTY)
+    c = plan.checked
+    assert c.clean is not None and list(c.clean.numbers) == [2, 4, 5]
+    assert list(c.judged_lines) == [3] and [r.line for r in c.rejected] == [6]
+    assert list(c.line_numbers) == [2, 3, 4, 5] and c.table["quantity"].to_pylist() == [
+        "5", "-3", "9", "1"]
+    lines = DIRTY[len(HEADER):].split(b"\r\n")
+    sent = bytes(plan.payload()).splitlines()
+    assert sent[:3] == [b"7,%d,%s" % (n, lines[n - 2]) for n in (2, 4, 5)]
+    assert sent[3].startswith(b'7,3,"S01","o2","SKU-2","-3"')
+
+
 @pytest.mark.parametrize("damage", [b"\r", b"\n\n", b"\n" + HEADER, b"\x00", b'"'])
 def test_any_damage_sends_the_file_to_the_full_reader(damage: bytes) -> None:
     assert csvfast.screen(CLEAN.replace(b",Lyon,", b",Lyon" + damage + b",", 1)) is None
 
 
 @pytest.mark.db
-def test_a_clean_files_own_lines_store_what_the_typed_loaders_store(postgres, schema: str) -> None:
+def test_own_lines_store_what_the_typed_loaders_store(postgres, schema: str) -> None:
     with connect(postgres.dsn, autocommit=True) as conn:
-        for file_id, loader in ((1, "copy"), (2, "executemany")):
-            result = pgload.load_file(conn, schema, f"s01/{loader}.csv", file_id, CLEAN,
+        for file_id, loader, data in ((1, "copy", CLEAN), (2, "executemany", CLEAN),
+                                      (3, "copy", DIRTY), (4, "executemany", DIRTY)):
+            result = pgload.load_file(conn, schema, f"s01/{file_id}.csv", file_id, data,
                                       loader=loader)
-            assert (result.rows, result.quarantined, result.lines) == (4, 0, 5)
+            assert (result.rows, result.quarantined, result.lines) == (
+                (4, 0, 5) if data is CLEAN else (4, 1, 6))
         staged = conn.execute(
             f"SELECT file_id, line, quantity, unit_price::text, ts, warehouse, note IS NULL, note "
             f"FROM {schema}.staging ORDER BY file_id, line").fetchall()
-    copied, typed = [r[1:] for r in staged if r[0] == 1], [r[1:] for r in staged if r[0] == 2]
-    assert copied == typed and len(copied) == 4
+    by_file = [[r[1:] for r in staged if r[0] == i] for i in (1, 2, 3, 4)]
+    assert all(rows == by_file[0] for rows in by_file) and len(by_file[0]) == 4
+    copied = by_file[0]
     assert [r[-1] for r in copied] == ["fragile, keep dry", "", 'said "urgent"', " spaced "]

@@ -60,26 +60,29 @@ ROW = ",".join(_FIELDS.get(c, _TEXT) for c in COLUMNS)
 # The whole body in one pass: RE2 compiles the pattern on every call, so one call per file,
 # and ROW written once (``(?:ROW\n)*ROW\n?`` compiled 2x slower: half the screen's time).
 BODY = rf"^(?:{ROW}(?:\n|$))+$"
+LINE = rf"^{ROW}$"
 
 
 @dataclass(frozen=True)
 class Clean:
-    """A file the screen passed: its record lines (binary array, no line ends), the
-    normalized text they were cut from and where the records start in it."""
+    """Plain records, kept as they are: their lines (binary array, no line ends) and the
+    line number of each (from 2 on, one after another, for a file the screen passed)."""
 
     records: pa.Array
-    text: bytes
-    start: int
+    numbers: np.ndarray
     note: str = ""
 
     @property
     def rows(self) -> int:
         return len(self.records)
 
-    @property
-    def lines(self) -> int:
-        """Physical lines of the file: the header and one per record."""
-        return 1 + len(self.records)
+
+def plain(records: pa.Array) -> np.ndarray:
+    """Which of ``records`` (one line each, binary) are plain records the rule accepts:
+    :data:`ROW` and no longer than ``MAX_FIELD_BYTES``. For a file with a few bad lines."""
+    ok = pc.and_(pc.match_substring_regex(records, LINE),
+                 pc.less_equal(pc.binary_length(records), MAX_FIELD_BYTES))
+    return ok.to_numpy(zero_copy_only=False)
 
 
 def screen(data: bytes, encoding: str = "utf-8") -> Clean | None:
@@ -111,7 +114,7 @@ def screen(data: bytes, encoding: str = "utf-8") -> Clean | None:
     if len(data) - start > MAX_FIELD_BYTES and pc.max(pc.binary_length(records)).as_py() \
             > MAX_FIELD_BYTES:
         return None  # a field may be oversized: the full reader says which
-    return Clean(records, data, start, note)
+    return Clean(records, np.arange(2, len(records) + 2, dtype=np.int32), note)
 
 
 _tokens = pa.array([], pa.binary())  # b"2,", b"3,", ...: a record's line number, made once
@@ -132,8 +135,21 @@ def payload(clean: Clean, file_id: int) -> memoryview:
     """The COPY (FORMAT csv) payload: ``file_id,line,`` and the record's own bytes, one
     line each, built by one Arrow kernel; a view of its buffer, not a copy."""
     n = clean.rows
-    joined = pc.binary_join_element_wise(b"%d," % file_id, _line_tokens(n), clean.records,
-                                         b"\n", b"")  # the last argument is the separator
-    end = int(np.frombuffer(joined.buffers()[1], np.int32, 1, 4 * (joined.offset + n))[0])
-    begin = int(np.frombuffer(joined.buffers()[1], np.int32, 1, 4 * joined.offset)[0])
-    return memoryview(joined.buffers()[2])[begin:end]
+    if n and clean.numbers[-1] == n + 1:  # lines 2, 3, ...: the prefixes made once
+        tokens = _line_tokens(n)
+    else:
+        tokens = pc.binary_join_element_wise(pc.cast(pa.array(clean.numbers), pa.string())
+                                             .cast(pa.binary()), b",", b"")
+    return _view(pc.binary_join_element_wise(b"%d," % file_id, tokens, clean.records, b"\n",
+                                             b""))  # the last argument is the separator
+
+
+def joined(clean: Clean) -> memoryview:
+    """The records as CSV text, one line each (for pyarrow's reader)."""
+    return _view(pc.binary_join_element_wise(clean.records, b"\n", b""))
+
+
+def _view(lines: pa.Array) -> memoryview:
+    """The bytes of a binary array's values, end to end, without a copy."""
+    offsets = np.frombuffer(lines.buffers()[1], np.int32, len(lines) + 1, 4 * lines.offset)
+    return memoryview(lines.buffers()[2])[int(offsets[0]):int(offsets[-1])]

@@ -129,15 +129,16 @@ class FilePlan:
         read as the Arrow casts of :meth:`typed` do (the loader test holds every
         loader's stored values equal); formatting typed timestamps and decimals would
         cost 20x more."""
-        if self.checked.clean is not None:
-            return csvfast.payload(self.checked.clean, self.file_id)
-        table = self.checked.table
-        assert table is not None
-        n = table.num_rows
+        c = self.checked
+        own = csvfast.payload(c.clean, self.file_id) if c.clean is not None else b""
+        if c.judged is None or not c.judged.num_rows:
+            return own
+        n = c.judged.num_rows
         out = io.BytesIO()
+        out.write(own)
         pacsv.write_csv(pa.table([pa.array([self.file_id] * n, pa.int32()),
-                                  pa.array(self.checked.line_numbers, pa.int32()),
-                                  *table.columns], names=["file_id", "line", *COLUMNS]),
+                                  pa.array(c.judged_lines, pa.int32()),
+                                  *c.judged.columns], names=["file_id", "line", *COLUMNS]),
                         out, pacsv.WriteOptions(include_header=False))
         return out.getvalue()
 
