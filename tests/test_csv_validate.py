@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.workloads import csvgen, pgload, rowrule
+from harness.workloads import csvgen, csvvalidate, pgload, rowrule
 from harness.workloads.csvgen import COLUMNS, HEADER, Spec
 from harness.workloads.csvvalidate import MAX_SPAN, check_file
 
@@ -215,6 +215,20 @@ def test_every_line_is_accounted_for_whatever_the_bytes(pieces, encoding) -> Non
     assert checked.accounted, (checked.lines, checked.rows, checked.rejected, checked.skipped)
     lines = [r.line for r in checked.rejected] + [int(n) for n in checked.line_numbers]
     assert len(lines) == len(set(lines))  # one verdict per line
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=40))
+def test_undecodable_lines_are_found_as_decoding_each_line_finds_them(pieces) -> None:
+    lines = (HEADER + b"".join(pieces)).splitlines()
+    expected = []
+    for i, line in enumerate(lines, 1):
+        try:
+            line.decode()
+        except UnicodeDecodeError as exc:
+            expected.append((i, f"byte 0x{line[exc.start]:02x} at column {exc.start + 1}"))
+    found = [(r.line, r.detail.split(" is not")[0]) for r in csvvalidate._decode(lines, "utf-8")[1]]
+    assert found == expected
 
 
 def test_validator_agrees_with_the_generator(tmp_path: Path) -> None:

@@ -8,8 +8,9 @@ already loaded adds nothing), then the valid records, then the rejected ones.
 
 Loaders (``loader`` parameter; the tables are :mod:`harness.workloads.csvtables`):
 
-* ``copy`` (default): one ``COPY staging FROM STDIN (FORMAT csv)`` of the typed records,
-  written as CSV by pyarrow: no row goes through Python;
+* ``copy`` (default): one ``COPY staging FROM STDIN (FORMAT csv)`` of the valid records: a
+  clean file's own lines (:mod:`harness.workloads.csvfast`), else the accepted text written
+  as CSV by pyarrow; either way no row goes through Python;
 * ``executemany``: psycopg ``executemany`` of an INSERT, one tuple per record (psycopg
   pipelines it);
 * ``pandas`` and ``orm``: through SQLAlchemy (:mod:`harness.workloads.saloaders`).
@@ -34,6 +35,7 @@ from psycopg import sql
 from sqlalchemy import bindparam
 from sqlalchemy.dialects.postgresql import insert
 
+from harness.workloads import csvfast
 from harness.workloads.csvgen import COLUMNS
 from harness.workloads.csvtables import ACCOUNT, sql_text, tables
 from harness.workloads.csvvalidate import Checked, check_file
@@ -77,7 +79,8 @@ def statements(schema: str) -> Statements:
 
     return Statements(
         claim=sql_text(claim.on_conflict_do_nothing()),
-        copy_staging=copy(t.staging, staging_cols, " (FORMAT csv)"),
+        # An unquoted empty note (a raw line's) is '' as pyarrow reads it, not NULL.
+        copy_staging=copy(t.staging, staging_cols, " (FORMAT csv, FORCE_NOT_NULL (note))"),
         insert_staging=f'INSERT INTO "{schema}".staging ({", ".join(staging_cols)}) '
                        f"VALUES ({values})",
         copy_quarantine=copy(t.quarantine, QUARANTINE_COLUMNS, ""),
@@ -118,19 +121,24 @@ class FilePlan:
                          pa.array(self.checked.line_numbers, pa.int32()), *columns],
                         names=["file_id", "line", *COLUMNS])
 
-    def payload(self) -> bytes:
-        """The valid records as CSV for COPY, ``file_id`` and ``line`` first (pyarrow's
-        writer: C speed). The values are the text the rule accepted, which the server's
-        input functions read as the Arrow casts of :meth:`typed` do (the loader test
-        holds every loader's stored values equal); formatting typed timestamps and
-        decimals would cost 20x more."""
-        table = self.checked.table
-        assert table is not None
-        n = table.num_rows
+    def payload(self) -> bytes | memoryview:
+        """The valid records as CSV for COPY, ``file_id`` and ``line`` first. A file the
+        fast screen passed sends its own record lines (:func:`csvfast.payload`); any
+        other file's valid records are written by pyarrow's writer (C speed). Either way
+        the values are the text the rule accepted, which the server's input functions
+        read as the Arrow casts of :meth:`typed` do (the loader test holds every
+        loader's stored values equal); formatting typed timestamps and decimals would
+        cost 20x more."""
+        c = self.checked
+        own = csvfast.payload(c.clean, self.file_id) if c.clean is not None else b""
+        if c.judged is None or not c.judged.num_rows:
+            return own
+        n = c.judged.num_rows
         out = io.BytesIO()
+        out.write(own)
         pacsv.write_csv(pa.table([pa.array([self.file_id] * n, pa.int32()),
-                                  pa.array(self.checked.line_numbers, pa.int32()),
-                                  *table.columns], names=["file_id", "line", *COLUMNS]),
+                                  pa.array(c.judged_lines, pa.int32()),
+                                  *c.judged.columns], names=["file_id", "line", *COLUMNS]),
                         out, pacsv.WriteOptions(include_header=False))
         return out.getvalue()
 
