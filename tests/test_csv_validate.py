@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.workloads import csvgen, csvvalidate, pgload, rowrule
+from harness.workloads import csvgen, csvlines, csvvalidate, pgload, rowrule
 from harness.workloads.csvgen import COLUMNS, HEADER, Spec
 from harness.workloads.csvvalidate import MAX_SPAN, check_file
 
@@ -227,7 +227,7 @@ def test_undecodable_lines_are_found_as_decoding_each_line_finds_them(pieces) ->
             line.decode()
         except UnicodeDecodeError as exc:
             expected.append((i, f"byte 0x{line[exc.start]:02x} at column {exc.start + 1}"))
-    found = [(r.line, r.detail.split(" is not")[0]) for r in csvvalidate._decode(lines, "utf-8")[1]]
+    found = [(r.line, r.detail.split(" is not")[0]) for r in csvlines.decode_lines(lines, "utf-8")[1]]
     assert found == expected
 
 

@@ -7,7 +7,8 @@ lines skipped (header, blank, repeated header), such that
 
     lines read = rows loaded + lines quarantined + lines skipped.
 
-What a file may look like (docs/csv_ingest.md has the table):
+What a file may look like (docs/csv_ingest.md has the table; the first four points are
+:mod:`harness.workloads.csvlines`'s, which turns the bytes into lines):
 
 * gzip, found by its magic bytes whatever the name, is decompressed; zip/bzip2/xz are
   rejected whole as ``compressed_file`` with a hint (an archive may hold several files);
@@ -40,16 +41,12 @@ Line numbers are physical lines, the first line of the file being line 1.
 from __future__ import annotations
 
 import bisect
-import codecs
 import csv
-import gzip
 import io
 import operator
 import re
-import threading
-import zlib
 from dataclasses import dataclass, field
-from itertools import accumulate, compress, repeat
+from itertools import compress, repeat
 
 import numpy as np
 import pyarrow as pa
@@ -57,9 +54,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from harness.workloads import csvfast, rowrule
+from harness.workloads.csvlines import Rejected, cut, decode_lines, text_lines, unwrap
 from harness.workloads.csvgen import COLUMNS, MAX_FIELD_BYTES
 
-MAX_RAW_BYTES = 4096  # quarantined raw bytes are cut here (the length is kept in `detail`)
 MAX_SPAN = 50         # a quoted field may run over at most this many lines
 SKIP_REASONS = ("header", "blank", "repeated_header")
 # A field: quoted (doubled quotes inside) or without any quote. Possessive quantifiers
@@ -68,20 +65,6 @@ SKIP_REASONS = ("header", "blank", "repeated_header")
 _FIELD = rb'(?:"(?:[^"]++|"")*+"|[^",]*+)'
 _well_quoted = re.compile(rb"%s(?:,%s)*+" % (_FIELD, _FIELD), re.S).fullmatch
 _quoted_text = re.compile(rb'"(?:[^"]|"")*"', re.S)
-_ARCHIVES = {b"PK\x03\x04": "zip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
-_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """One quarantined record: ``line`` is its first line (0 for a whole rejected file),
-    ``lines`` how many physical lines it accounts for."""
-
-    line: int
-    reason: str
-    detail: str
-    raw: bytes
-    lines: int = 1
 
 
 @dataclass
@@ -146,106 +129,9 @@ class Checked:
         return self.lines == self.rows + self.quarantined_lines + self.skipped_lines
 
 
-def _cut(raw: bytes, detail: str) -> tuple[bytes, str]:
-    if len(raw) > MAX_RAW_BYTES:
-        return raw[:MAX_RAW_BYTES], f"{detail}; raw record {len(raw)} bytes, first {MAX_RAW_BYTES} kept"
-    return raw, detail
-
-
 def _whole(reason: str, detail: str, data: bytes, lines: int) -> Checked:
-    raw, detail = _cut(data, detail)
+    raw, detail = cut(data, detail)
     return Checked(lines=lines, rejected=[Rejected(0, reason, detail, raw, lines)])
-
-
-# ------------------------------------------------------------------ bytes -> lines
-def _unwrap(data: bytes) -> tuple[bytes, str, str]:
-    """(data, file-level reason or "", note): gzip decompressed, archives refused."""
-    if data[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(data), "", "gzip, decompressed"
-        except (OSError, EOFError, zlib.error) as exc:
-            return data, "bad_compressed_file", f"gzip magic bytes but {exc}"
-    for magic, kind in _ARCHIVES.items():
-        if data.startswith(magic):
-            return data, "compressed_file", (f"a {kind} archive: extract its CSV files and "
-                                             "deliver them one by one (or gzip each one)")
-    return data, "", ""
-
-
-def _decode(lines: list[bytes], encoding: str) -> tuple[list[bytes], list[Rejected]]:
-    """The lines as UTF-8; lines that do not decode are rejected, one by one."""
-    utf8 = encoding.replace("_", "-").lower() in ("utf-8", "utf8")
-    body = b"\n".join(lines)
-    try:
-        text = body.decode(encoding)
-        return (lines if utf8 else text.encode().split(b"\n")), []
-    except UnicodeDecodeError:
-        pass
-    if utf8:
-        return _utf8_lines(lines, body, encoding)
-    good, rejected = [], []
-    for i, line in enumerate(lines):
-        try:
-            good.append(line if line.isascii() or utf8 and _check(line, encoding)
-                        else line.decode(encoding).encode())
-        except UnicodeDecodeError as exc:
-            reason = "invalid_utf8" if utf8 else "invalid_encoding"
-            hint = "; a Latin-1 export? try --param encoding=latin-1" if utf8 else ""
-            rejected.append(Rejected(i + 1, reason, f"byte 0x{line[exc.start]:02x} at column "
-                                     f"{exc.start + 1} is not {encoding}{hint}", line))
-            good.append(b"")  # keeps the numbering; never read again
-    return good, rejected
-
-
-_decode_errors = threading.local()  # the error handler's byte offsets, per thread
-
-
-def _note_error(exc: UnicodeError) -> tuple[str, int]:
-    assert isinstance(exc, UnicodeDecodeError)
-    _decode_errors.at.append(exc.start)
-    return "", exc.end
-
-
-codecs.register_error("harness.csvvalidate", _note_error)
-
-
-def _utf8_lines(lines: list[bytes], body: bytes,
-                encoding: str) -> tuple[list[bytes], list[Rejected]]:
-    """UTF-8 lines, some of which do not decode: one decode of the whole body with an error
-    handler that notes where (Python sees the bad sequences, not every line). A bad
-    sequence never spans a line end (a newline is never a continuation byte), so each
-    offset falls in one line, and the line's first one is what decoding it alone reports."""
-    _decode_errors.at = []
-    body.decode("utf-8", "harness.csvvalidate")
-    starts = list(accumulate((len(line) + 1 for line in lines), initial=0))
-    good, rejected = list(lines), []
-    for at in _decode_errors.at:
-        i = bisect.bisect_right(starts, at) - 1
-        if good[i]:  # the first bad sequence of line i (a bad line is never empty)
-            column = at - starts[i]
-            rejected.append(Rejected(i + 1, "invalid_utf8", f"byte 0x{lines[i][column]:02x} "
-                                     f"at column {column + 1} is not {encoding}; a Latin-1 "
-                                     "export? try --param encoding=latin-1", lines[i]))
-            good[i] = b""  # keeps the numbering; never read again
-    return good, rejected
-
-
-def _check(line: bytes, encoding: str) -> bool:
-    line.decode(encoding)
-    return True
-
-
-def _text_lines(data: bytes, encoding: str) -> tuple[list[bytes], str]:
-    """Split into physical lines after a BOM (UTF-16 with a BOM is transcoded)."""
-    for bom, name in _BOMS:
-        if data.startswith(bom):
-            if name == "utf-16":
-                try:
-                    return data.decode("utf-16").encode().splitlines(), "UTF-16 (BOM), transcoded"
-                except UnicodeDecodeError:
-                    break  # not UTF-16 after all: judged line by line as it is
-            return data[len(bom):].splitlines(), "UTF-8 BOM stripped"
-    return data.splitlines(), ""
 
 
 # ------------------------------------------------------------------------- header
@@ -306,7 +192,7 @@ def _quote_spans(lines: list[bytes], start: int, ncols: int,
         if (end is not None and taken.isdisjoint(range(i, end + 1)) and _well_quoted(record)
                 and _fields(record) == ncols):
             covered.update(range(i, end + 1))
-            raw, detail = _cut(record, f"a quoted field spans lines {i + 1}-{end + 1}")
+            raw, detail = cut(record, f"a quoted field spans lines {i + 1}-{end + 1}")
             rejected.append(Rejected(i + 1, "embedded_newline", detail, raw, end - i + 1))
         else:
             rejected.append(Rejected(i + 1, "bad_quoting", f"a quote opened on line {i + 1} "
@@ -371,7 +257,7 @@ def _judged(checked: Checked, lines: list[bytes], candidates: list[int],
     for k in np.flatnonzero(codes):
         reason = rowrule.FIELD_REASONS[codes[k]]
         i = int(parsed[k])
-        raw, detail = _cut(lines[i], rowrule.detail(reason, table.slice(k, 1).to_pylist()[0]))
+        raw, detail = cut(lines[i], rowrule.detail(reason, table.slice(k, 1).to_pylist()[0]))
         checked.rejected.append(Rejected(i + 1, reason, detail, raw))
     valid = codes == 0
     checked.judged = table.filter(pa.array(valid)) if not valid.all() else table
@@ -389,7 +275,7 @@ def check_file(data: bytes, encoding: str = "utf-8", fast: bool = True) -> Check
     A clean file is recognised by :func:`~harness.workloads.csvfast.screen` first, and
     the plain records of any other by :func:`~harness.workloads.csvfast.plain`;
     ``fast=False`` parses and judges every record (the property test compares the two)."""
-    data, reason, note = _unwrap(data)
+    data, reason, note = unwrap(data)
     if reason:
         return _whole(reason, note, data, 0)
     clean = csvfast.screen(data, encoding) if fast else None
@@ -397,11 +283,11 @@ def check_file(data: bytes, encoding: str = "utf-8", fast: bool = True) -> Check
         return Checked(lines=1 + clean.rows,
                        skipped=dict.fromkeys(SKIP_REASONS, 0) | {"header": 1},
                        note="; ".join(n for n in (note, clean.note) if n), clean=clean)
-    raw_lines, bom_note = _text_lines(data, encoding)
+    raw_lines, bom_note = text_lines(data, encoding)
     note = "; ".join(n for n in (note, bom_note) if n)
     if not raw_lines:
         return Checked(rejected=[Rejected(0, "empty_file", "no lines", b"", 0)], note=note)
-    lines, rejected = _decode(raw_lines, encoding)
+    lines, rejected = decode_lines(raw_lines, encoding)
     if rejected:  # said once per file too, in loaded_files.note
         note = "; ".join(n for n in (note, f"{len(rejected)} of {len(lines)} lines are not "
                                      f"{encoding}") if n)
