@@ -142,3 +142,23 @@ def test_chunks_adapt_to_unit_cost_and_shrink_as_work_runs_out():
     assert sizer.next_size(1000) == 50  # 1 ms units
     assert sizer.next_size(100) == 25 and sizer.next_size(3) == 1
     assert ChunkSizer(7, slots=2).next_size(100) == 7
+
+
+def _workload_connections_and_contexts() -> tuple[int, int]:
+    from harness.executors import dask_executor
+    from harness.workloads import db
+
+    return db.open_connections(), len(dask_executor._contexts)
+
+
+def test_a_users_workers_keep_no_connection_or_context_of_a_finished_cell(tmp_path, scheduler):
+    """A user's cluster outlives the cell: the cell's database connections on its workers
+    are closed at tear-down (close_worker), and its context forgotten."""
+    run = run_scenario(tmp_path, "counter_update", ["dask"],
+                       {"units": 20, "increments": 2, "strategy": "atomic"},
+                       dask_address=scheduler.scheduler_address)
+    (cell,) = run.cells
+    assert cell["status"] == "ok", cell["message"]
+    with distributed.Client(scheduler.scheduler_address) as client:
+        left = client.run(_workload_connections_and_contexts)
+    assert list(left.values()) == [(0, 0)], left

@@ -25,6 +25,7 @@ import importlib.util
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from typing import Any, Callable
@@ -68,6 +69,17 @@ def _run_chunk(path: str, ctx: Context, clock: tuple[int, int, str], units: list
     ctx = _contexts.setdefault((ctx.run_id, ctx.cell_id), ctx)
     return run_chunk(_scenario(path).module.work, units, ctx, _local_t0(clock), worker_name(),
                      stop_on_error=stop_on_error)
+
+
+def _end_cell(path: str, run_id: str, cell_id: str) -> bool:
+    """Tear-down on every worker: forget the cell's context and close what the scenario
+    opened for it (``close_worker``). A user's workers outlive the cell: without this,
+    each cell would leave its database connections open there."""
+    ctx = _contexts.pop((run_id, cell_id), None)
+    close = _scenario(path).function("close_worker")
+    if ctx is not None and close is not None:
+        close(ctx)
+    return ctx is not None
 
 
 def _preload(path: str) -> bool:
@@ -176,10 +188,21 @@ class DaskExecutor(Executor):
         finally:
             try:
                 if getattr(self, "_client", None) is not None:
+                    if self.setup.dask_address:  # our own cluster's workers exit with it
+                        self._end_cell_on_workers()
                     self._client.close()
             finally:
                 if getattr(self, "_cluster", None) is not None:  # a user's cluster stays up
                     self._cluster.close()
+
+    def _end_cell_on_workers(self) -> None:
+        ctx = self.setup.ctx
+        try:
+            self._client.run(_end_cell, str(self.setup.scenario.path), ctx.run_id,
+                             ctx.cell_id)
+        except Exception as exc:  # noqa: BLE001 - a dead cluster: nothing is left to close
+            print(f"harness: could not close the cell's resources on the Dask workers "
+                  f"({type(exc).__name__}: {exc})", file=sys.stderr)
 
     def info(self) -> dict[str, Any]:
         return {"workers": self.workers, "cluster": self.setup.dask_address or "local",

@@ -199,8 +199,15 @@ async def arun_unit(ctx: Context, transactions: Iterable[Transaction], policy: R
 
 # ---- connections ----
 
-_open: list[psycopg.Connection] = []
+# Every workload connection of this process, by the cell that opened it: a long-lived
+# process (a user's Dask worker) serves many cells, and closing one cell's connections must
+# not touch another's.
+_open: dict[tuple[str, str], list[psycopg.Connection]] = {}
 _open_lock = threading.Lock()
+
+
+def _cell_key(ctx: Context) -> tuple[str, str]:
+    return ctx.run_id, ctx.cell_id
 
 
 def connect_kwargs(ctx: Context) -> dict[str, Any]:
@@ -233,15 +240,23 @@ def _connect(ctx: Context, settings: dict[str, str]) -> psycopg.Connection:
     with _open_lock:
         if not _open:  # first connection of this process: close all cleanly at exit
             multiprocessing.util.Finalize(None, close_worker, exitpriority=10)
-        _open.append(conn)
+        _open.setdefault(_cell_key(ctx), []).append(conn)
     return conn
 
 
 def _forget(conn: psycopg.Connection) -> None:
     with _open_lock:
-        if conn in _open:
-            _open.remove(conn)
+        for conns in _open.values():
+            if conn in conns:
+                conns.remove(conn)
     conn.close()
+
+
+def open_connections(ctx: Context | None = None) -> int:
+    """How many workload connections this process holds open (for ``ctx``'s cell, or all)."""
+    with _open_lock:
+        lists = [_open.get(_cell_key(ctx), [])] if ctx is not None else list(_open.values())
+        return sum(not conn.closed for conns in lists for conn in conns)
 
 
 _warned: set[str] = set()
@@ -258,10 +273,15 @@ def _not_applied(name: str, value: str) -> None:
 
 
 def close_worker(ctx: Context | None = None) -> None:
-    """Scenario hook (import it into the scenario): close every workload connection of
-    this process. Pool worker processes call it at exit."""
+    """Scenario hook (import it into the scenario): close the workload connections this
+    process opened for ``ctx``'s cell (every one when ``ctx`` is None: pool worker
+    processes call it so at exit)."""
     with _open_lock:
-        conns, _open[:] = list(_open), []
+        if ctx is None:
+            conns = [conn for cell in _open.values() for conn in cell]
+            _open.clear()
+        else:
+            conns = _open.pop(_cell_key(ctx), [])
     for conn in conns:
         try:
             conn.close()
