@@ -20,7 +20,9 @@ NASTY = {"quantity": ["+12", " 12", "1_000", "1e3", "12 ", "-0", "007", "9999999
          "unit_price": ["12.345", "1e3", "12.3", "-1.00", ".5", "12.", "1,5", "NaN", ""],
          "ts": ["now", "epoch", "2024-03-01T12:34:56", "2024-03-01 12:34:56+01:00",
                 "2024-02-29T00:00:00Z", "2023-02-29T00:00:00Z", "2024-03-01T12:34:56.1234567Z",
-                "2024-03-01T24:00:00Z", "2024-03-01T12:34:56+0530", ""],
+                "2024-03-01T24:00:00Z", "2024-03-01T12:34:56+0530", "2024-03-01T12:34:56+16:00",
+                "2024-03-01T12:34:56-1559", "0001-01-01T00:00:00+05:00",
+                "9999-12-31T23:59:59-05:00", ""],
          "note": ["", "x" * 1025, "a\x00b", 'say "hi"', "fragile, keep dry", "\ufeff", " "]}
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=6)
 
@@ -39,7 +41,8 @@ def records(draw) -> bytes:
             raw = draw(st.sampled_from([b'"%s"' % raw.replace(b'"', b'""'), b'"' + raw]))
         fields.append(raw)
     extra = draw(st.sampled_from([[]] * 6 + [[b"EXTRA"], None]))
-    return b",".join(fields[:-1] if extra is None else fields + extra)
+    bom = draw(st.sampled_from([b""] * 9 + [b"\xef\xbb\xbf"]))  # a concatenated export's
+    return bom + b",".join(fields[:-1] if extra is None else fields + extra)
 
 
 @st.composite

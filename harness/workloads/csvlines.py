@@ -18,7 +18,8 @@ from itertools import accumulate
 
 MAX_RAW_BYTES = 4096  # quarantined raw bytes are cut here (the length is kept in `detail`)
 _ARCHIVES = {b"PK\x03\x04": "zip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
-_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+_UTF8_BOM = b"\xef\xbb\xbf"
+_BOMS = ((_UTF8_BOM, "utf-8"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,26 @@ def _utf8_lines(lines: list[bytes], body: bytes,
 
 
 def text_lines(data: bytes, encoding: str) -> tuple[list[bytes], str]:
-    """Split into physical lines after a BOM (UTF-16 with a BOM is transcoded)."""
+    """Split into physical lines after a BOM (UTF-16 with a BOM is transcoded). In UTF-8, a
+    BOM that starts a later line (a header prepended to a BOM'd export) is stripped too:
+    pyarrow's reader drops one at the start of whatever it reads, so left in, a record's
+    first field would depend on where the record sits."""
+    lines, note = _split(data)
+    if encoding.replace("_", "-").lower() in ("utf-8", "utf8") and data.find(_UTF8_BOM, 1) >= 0:
+        stripped = 0
+        for i, line in enumerate(lines):
+            if line.startswith(_UTF8_BOM):
+                while line.startswith(_UTF8_BOM):
+                    line = line[len(_UTF8_BOM):]
+                lines[i], stripped = line, stripped + 1
+        if stripped:
+            note = "; ".join(n for n in (note, f"a UTF-8 BOM stripped from the start of "
+                                         f"{stripped} more line(s)") if n)
+    return lines, note
+
+
+def _split(data: bytes) -> tuple[list[bytes], str]:
+    """The physical lines after a BOM at the file's start, and the note saying so."""
     for bom, name in _BOMS:
         if data.startswith(bom):
             if name == "utf-16":

@@ -48,13 +48,17 @@ PRICE = r"^-?[0-9]{1,10}(?:\.[0-9]{1,2})?$"
 # A real calendar day as a pattern (one regex kernel instead of a parse and a print-back):
 # days 01-28 of any month, 29-30 of any month but February, 31 of the long months, and
 # 29 February of leap years (divisible by 4, centuries only when divisible by 400).
-_YEAR = r"(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"  # no year 0000
+# Years 0002-9998: an instant of year 1 or 9999 can leave years 1-9999 once taken to UTC
+# (0001-01-01T00:00+05:00), which COPY stores as BC or year 10000 and Python's datetime (the
+# other loaders) cannot hold at all: the file would load with one loader and fail with another.
+_YEAR = r"(?:[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8]|0[1-9][0-9]{2}|00[1-9][0-9]|000[2-9])"
 _LEAP = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
 _DAY = (rf"(?:{_YEAR}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-"
         rf"(?:29|30)|(?:0[13578]|1[02])-31)|{_LEAP}-02-29)")
 _DATE_TIME = (rf"{_DAY}[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
               r"(?:\.[0-9]{1,6})?")
-TIMESTAMP = rf"^{_DATE_TIME}(?:Z|[+-](?:[01][0-9]|2[0-3])(?::?[0-5][0-9])?)$"
+# Zone offsets up to 15:59, PostgreSQL's limit (+16:00 fails COPY, and the file with it).
+TIMESTAMP = rf"^{_DATE_TIME}(?:Z|[+-](?:0[0-9]|1[0-5])(?::?[0-5][0-9])?)$"
 TIMESTAMP_NO_ZONE = rf"^{_DATE_TIME}$"
 REQUIRED = tuple(c for c in COLUMNS if c != "note")
 
