@@ -137,6 +137,16 @@ def test_a_harness_error_or_a_bad_cell_discards_the_mode(extra, reason):
     assert verdict.recommended == "serial"
 
 
+def test_a_mode_whose_units_failed_ends_below_the_bound_without_a_harness_error():
+    """The article's fan-out: 39 % of its fetches failed, so it ended before the bound that
+    assumes every file was loaded. Discarded for its failures, never called a harness bug."""
+    fanout = result("fanout", [0.9, 0.95, 0.92], bound_s=1.0, failed_units=58, units_total=150)
+    verdict = decide([result("serial", SERIAL, bound_s=1.0), fanout], Budgets())
+    assert verdict.status["fanout"] == "discarded"
+    why = "; ".join(verdict.reasons["fanout"])
+    assert "58 of 150 units failed" in why and "harness error" not in why
+
+
 def _random_modes(rng: np.random.Generator) -> tuple[list[ModeResult], Budgets]:
     modes = []
     for i in range(int(rng.integers(2, 5))):
