@@ -136,3 +136,17 @@ def test_cli_help_explains_every_option(capsys):
     out = capsys.readouterr().out
     for option in ("--data-dir", "--host", "--port", "--rate", "--burst", "--error-rate", "--latency-ms", "--seed", "--log", "--ready-file"):
         assert option in out
+
+
+def test_a_429_is_waited_on_as_asked_not_counted_as_a_failed_attempt(data_dir):
+    """One attempt allowed for failures, yet a throttled download still succeeds: the 429
+    said when to come back. The waits are what a 429 spends, and they run out too."""
+    with SupplierServer(data_dir, rate=2, burst=1) as server:  # a token each 0.5 s
+        url = f"{server.base_url}/suppliers/s01/files/f0.csv"
+        fetch(url, stats=FetchStats())  # takes the bucket's one token
+        stats = FetchStats()
+        assert fetch(url, max_attempts=1, stats=stats)
+        assert stats.throttled >= 1 and stats.attempts == stats.throttled + 1
+        with pytest.raises(FetchError) as caught:
+            fetch(url, max_attempts=50, max_wait_s=0.0, stats=FetchStats())
+    assert "HTTP 429" in str(caught.value) and caught.value.attempts == 1

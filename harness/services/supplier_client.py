@@ -2,7 +2,8 @@
 
 Both obey ``Retry-After`` on 429 (never earlier than asked, with a little jitter so a herd
 of clients splits up), back off exponentially with jitter on 5xx and broken connections,
-and raise :class:`FetchError` after ``max_attempts``. :func:`fetch` is synchronous (one
+and raise :class:`FetchError` after ``max_attempts`` failed attempts (5xx, broken
+connections) or once the waits 429s asked for add up past ``max_wait_s``. :func:`fetch` is synchronous (one
 keep-alive ``http.client`` connection per thread); :func:`afetch` uses an aiohttp session.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import http.client
+import itertools
 import os
 import random
 import threading
@@ -31,7 +33,7 @@ class FetchStats:
 
 
 class FetchError(Exception):
-    """A download failed for good: a status that retrying cannot fix, or max_attempts used up."""
+    """A download failed for good: a status that retrying cannot fix, or its retries used up."""
 
     def __init__(self, url: str, last: str, attempts: int) -> None:
         self.url, self.last, self.attempts = url, last, attempts
@@ -57,6 +59,29 @@ def _backoff(attempt: int) -> float:
     return base / 2 + random.uniform(0, base / 2)
 
 
+MAX_THROTTLED_WAIT_S = 120.0  # how long a download waits on 429s in all, as asked
+
+
+class _Retries:
+    """When a download gives up. A 429 is the server saying when to come back, not a
+    failure: counted as one, a supplier's three requests racing for each new token starved
+    the unlucky one after 20 lost races in five seconds ((2/3)^20 a file: about one file in
+    eight article runs). So failures count against ``max_attempts`` and 429s against the
+    time they asked to wait."""
+
+    def __init__(self, max_attempts: int, max_wait_s: float) -> None:
+        self.max_attempts, self.max_wait_s = max_attempts, max_wait_s
+        self.failures, self.waited = 0, 0.0
+
+    def allow(self, throttled: bool, delay: float) -> bool:
+        """Record one unsuccessful attempt; True when another is worth making."""
+        if throttled:
+            self.waited += delay
+            return self.waited <= self.max_wait_s
+        self.failures += 1
+        return self.failures < self.max_attempts
+
+
 def _next_delay(url: str, status: int, retry_after: str | None, attempt: int, stats: FetchStats) -> float:
     """Count the failed attempt and say how long to wait; raise FetchError when retrying is pointless."""
     if status == 429:
@@ -69,13 +94,14 @@ def _next_delay(url: str, status: int, retry_after: str | None, attempt: int, st
     raise FetchError(url, f"HTTP {status}", attempt)
 
 
-async def afetch(session: Any, url: str, *, max_attempts: int = 20, stats: FetchStats) -> bytes:
+async def afetch(session: Any, url: str, *, max_attempts: int = 20, stats: FetchStats,
+                 max_wait_s: float = MAX_THROTTLED_WAIT_S) -> bytes:
     """GET ``url`` with an ``aiohttp.ClientSession``, retrying 429 (after Retry-After), 5xx and
-    broken connections (backoff with jitter); FetchError after ``max_attempts``."""
+    broken connections (backoff with jitter); FetchError when :class:`_Retries` gives up."""
     import aiohttp
 
-    last = "no attempt"
-    for attempt in range(1, max_attempts + 1):
+    retries = _Retries(max_attempts, max_wait_s)
+    for attempt in itertools.count(1):
         stats.attempts += 1
         try:
             async with session.get(url) as resp:
@@ -85,12 +111,14 @@ async def afetch(session: Any, url: str, *, max_attempts: int = 20, stats: Fetch
                 await resp.read()
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
             stats.connection_errors += 1
-            last, delay = type(exc).__name__, _backoff(attempt)
+            last, delay, throttled = type(exc).__name__, _backoff(attempt), False
         else:
             last, delay = f"HTTP {status}", _next_delay(url, status, header, attempt, stats)
-        if attempt < max_attempts:
-            await asyncio.sleep(delay)
-    raise FetchError(url, last, max_attempts)
+            throttled = status == 429
+        if not retries.allow(throttled, delay):
+            raise FetchError(url, last, attempt)
+        await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 _local = threading.local()
@@ -123,14 +151,15 @@ def _get_once(conn: http.client.HTTPConnection, target: str) -> tuple[int, str |
     return resp.status, resp.getheader("Retry-After"), body
 
 
-def fetch(url: str, *, max_attempts: int = 20, stats: FetchStats, timeout: float = 30.0) -> bytes:
+def fetch(url: str, *, max_attempts: int = 20, stats: FetchStats, timeout: float = 30.0,
+          max_wait_s: float = MAX_THROTTLED_WAIT_S) -> bytes:
     """Blocking twin of :func:`afetch` on the standard library (one connection per thread)."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         raise ValueError(f"fetch() takes http:// URLs, got {url!r}")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    last = "no attempt"
-    for attempt in range(1, max_attempts + 1):
+    retries = _Retries(max_attempts, max_wait_s)
+    for attempt in itertools.count(1):
         stats.attempts += 1
         conn = _connection(parts.hostname, parts.port or 80, timeout)
         try:
@@ -138,12 +167,14 @@ def fetch(url: str, *, max_attempts: int = 20, stats: FetchStats, timeout: float
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             stats.connection_errors += 1
-            last, delay = type(exc).__name__, _backoff(attempt)
+            last, delay, throttled = type(exc).__name__, _backoff(attempt), False
         else:
             if status == 200:
                 return body
             last, delay = f"HTTP {status}", _next_delay(url, status, header, attempt, stats)
-        if attempt < max_attempts:
-            time.sleep(delay)
-    raise FetchError(url, last, max_attempts)
+            throttled = status == 429
+        if not retries.allow(throttled, delay):
+            raise FetchError(url, last, attempt)
+        time.sleep(delay)
+    raise AssertionError("unreachable")
 
