@@ -98,6 +98,13 @@ def load_path(path: Path) -> LoadedScenario:
         return _load_locked(path)
 
 
+def forget(path: Path) -> None:
+    """Drop this process's copy of the scenario at ``path``: the next load reads the file
+    again (a long-lived worker, after the file changed)."""
+    with _LOAD_LOCK:
+        sys.modules.pop(module_name(Path(path).resolve()), None)
+
+
 def _load_locked(path: Path) -> LoadedScenario:
     name = module_name(path)
     module = sys.modules.get(name)

@@ -162,3 +162,34 @@ def test_a_users_workers_keep_no_connection_or_context_of_a_finished_cell(tmp_pa
     with distributed.Client(scheduler.scheduler_address) as client:
         left = client.run(_workload_connections_and_contexts)
     assert list(left.values()) == [(0, 0)], left
+
+
+EDITED_SCENARIO = '''"""A scenario a user edits between two runs on the same cluster."""
+from harness.scenario import Context, Unit, UnitResult
+
+NAME = "edited"
+DESCRIPTION = "rows per unit: {rows}"
+
+
+def units(ctx: Context) -> list[Unit]:
+    return [Unit(id=f"u{{i}}") for i in range(4)]
+
+
+def work(unit: Unit, ctx: Context) -> UnitResult:
+    return UnitResult(rows={rows})
+'''
+
+
+def test_a_users_workers_run_the_scenario_as_it_is_now_not_as_first_loaded(tmp_path, scheduler):
+    """The workers outlive the run: a file edited since they loaded it is loaded again, so
+    the second run's units run the second version."""
+    path = tmp_path / "edited.py"
+    rows = []
+    for version in (1, 2):
+        path.write_text(EDITED_SCENARIO.format(rows=version))
+        run = run_scenario(tmp_path / f"run{version}", str(path), ["dask"],
+                           dask_address=scheduler.scheduler_address)
+        (cell,) = run.cells
+        assert cell["status"] == "ok", cell["message"]
+        rows.append({u["rows"] for u in run.units[cell["cell_id"]]})
+    assert rows == [{1}, {2}]

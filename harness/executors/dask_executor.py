@@ -30,12 +30,12 @@ import threading
 import time
 from typing import Any, Callable
 
-from harness.discovery import LoadedScenario, load_path
+from harness.discovery import LoadedScenario, forget, load_path
 from harness.executors import register
 from harness.executors.base import Executor, ExecutorBroken
 from harness.executors.chunks import ChunkFeeder
 from harness.outcomes import run_chunk, worker_name
-from harness.scenario import Context, Unit
+from harness.scenario import Context, ScenarioError, Unit
 
 INSTALL_HINT = "pip install 'dask[distributed]'"
 CONNECT_TIMEOUT_S = 30
@@ -82,9 +82,21 @@ def _end_cell(path: str, run_id: str, cell_id: str) -> bool:
     return ctx is not None
 
 
-def _preload(path: str) -> bool:
-    """Set-up on every worker: load the scenario (and its imports) before the run."""
-    _scenario(path)
+def _preload(path: str, version: str = "") -> bool:
+    """Set-up on every worker: load the scenario (and its imports) before the run. A user's
+    workers outlive cells: a file changed since this worker loaded it is loaded again, and
+    a copy that still differs from the cell's (another host's file) is an error, never a
+    result of other code."""
+    with _load_lock:
+        loaded = _loaded.get(path)
+        if loaded is not None and version and loaded.version != version:
+            del _loaded[path]
+            forget(path)
+    loaded = _scenario(path)
+    if version and loaded.version != version:
+        raise ScenarioError(f"the Dask worker on {socket.gethostname()} sees another copy of "
+                            f"{path} (version {loaded.version}; the cell's is {version}): "
+                            "give the workers the same file")
     return True
 
 
@@ -155,7 +167,8 @@ class DaskExecutor(Executor):
         from harness.executors import dask_usage
 
         self._usage = dask_usage.ClusterUsage(self._client) if address else None
-        self._client.run(_preload, str(self.setup.scenario.path))  # imports are set-up
+        self._client.run(_preload, str(self.setup.scenario.path),  # imports are set-up
+                         self.setup.scenario.version)
         self._feeder = ChunkFeeder(self._send, self._size["threads"], self.setup.chunksize)
         self._version = distributed.__version__
 
