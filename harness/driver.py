@@ -30,7 +30,7 @@ from time import perf_counter_ns
 from typing import Any, Callable
 
 from harness.executors.base import DoneFuture, Executor
-from harness.outcomes import DUE, STATUS, STOPPED, error_class, error_tuple, not_run_tuple
+from harness.outcomes import DUE, END, START, STATUS, STOPPED, error_class, error_tuple, not_run_tuple
 from harness.policies.base import Policy
 from harness.scenario import Unit
 
@@ -73,16 +73,13 @@ class Recorder:
         self._thread.start()
 
     def add(self, record: tuple[Any, ...]) -> None:
-        if record[6] - record[5] >= self._slow:
-            if threading.get_ident() == self._owner:
-                self._sink([record])  # straight out: nothing else to drain for it
-                return
-            self._buffer.append(record)
-            self._wake.set()
+        slow = record[END] - record[START] >= self._slow
+        if slow and threading.get_ident() == self._owner:
+            self._sink([record])  # straight out: nothing else to drain for it
             return
         buffer = self._buffer
         buffer.append(record)
-        if len(buffer) >= self._batch:
+        if slow or len(buffer) >= self._batch:
             self._wake.set()
 
     def flush(self) -> None:

@@ -19,6 +19,7 @@ from harness.scenario import Context, Unit, UnitFailure, UnitResult
 MAX_ERROR_MESSAGE = 500
 STATUS = 7  # index of the status field in a record tuple
 START, END, DUE = 5, 6, 4
+RETRIES = 12  # the retries-by-cause dict
 
 
 def error_class(exc: BaseException) -> str:

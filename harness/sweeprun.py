@@ -87,10 +87,19 @@ def _search(axis: Knob, budget: int) -> Search:
     return _ListSearch([int(v) for v in axis.values])
 
 
-def analyze_dir(run_dir: Path) -> Any:
+def analyze_dir(run_dir: Path, label: str | None = None) -> Any:
+    """The run's analysis; with ``label``, of that point's cells alone (a sweep analyses each
+    point as it ends: the earlier points' cells are not analysed again every time)."""
     from harness.analysis.verdict import analyze
 
-    return analyze(load_run(run_dir))
+    run = load_run(run_dir)
+    if label is not None:
+        cells = [c for c in run.cells if c.get("label") == label]
+        ids = {c["cell_id"] for c in cells}
+        run = dataclasses.replace(run, cells=cells,
+                                  units={k: v for k, v in run.units.items() if k in ids},
+                                  samples={k: v for k, v in run.samples.items() if k in ids})
+    return analyze(run)
 
 
 def point_result(analysis: Any, label: str, n: int, values: dict[str, str]) -> PointResult:
@@ -127,7 +136,7 @@ class SweepRunner(Runner):
 
     def _run_plan(self, ctx: Context, stack: ServiceStack, record: RunRecord,
                   run_dir: Path) -> None:
-        self.plan = []
+        self.plan, record.plan = [], []  # the plan grows point by point, as it is run
         per_point = self.config.repeat
         estimate = len(self.combos) * self.sweep.budget * per_point + int(self.config.warmup)
         with CellProgress(self.console, self.config.progress, estimate) as progress:
@@ -138,11 +147,13 @@ class SweepRunner(Runner):
                 while (n := search.next()) is not None:
                     mode = point_mode(self.sweep, {**values, self.axis.name: str(n)})
                     label = self._mode_options(mode)[2]
-                    for cell in self._plan_point(mode):
-                        record.plan.append(self._planned(cell))
-                        write_json_atomic(run_dir / "run.json", asdict_record(record))
+                    cells = list(self._plan_point(mode))
+                    record.plan += [self._planned(cell) for cell in cells]
+                    write_json_atomic(run_dir / "run.json", asdict_record(record))
+                    for cell in cells:
+                        self._check_services(cell, stack, record, run_dir)
                         self._run_cell(cell, ctx, stack, run_dir, progress)
-                    point = point_result(analyze_dir(run_dir), label, n, values)
+                    point = point_result(analyze_dir(run_dir, label), label, n, values)
                     search.observe(point)
                     series["points"].append({"n": n, "label": label, "mode": mode})
                     self._write_layout(run_dir)

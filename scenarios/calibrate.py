@@ -38,7 +38,8 @@ PARAMS = (
     Param("alloc_mb", 0.0, "test hook: each unit keeps this many MB alive", minimum=0.0),
     Param("lock_fraction", 0.0, "io: each unit holds one shared lock exclusively for this "
           "fraction of its cost, stopping every other unit meanwhile (Amdahl's serial "
-          "fraction: the sweep's USL fit must recover it as sigma)", minimum=0.0, maximum=1.0),
+          "fraction: the sweep's USL fit must recover it as sigma); one interpreter's lock, "
+          "so serial, threads and asyncio only", minimum=0.0, maximum=1.0),
 )
 
 _kept: list[bytearray] = []  # alloc_mb test hook: memory that grows with every unit
@@ -113,7 +114,8 @@ class _StopTheWorld:
             finally:
                 with self._cond:
                     self._active -= 1
-                    self._cond.notify_all()
+                    if self._exclusive and not self._active:  # only a draining holder waits
+                        self._cond.notify_all()
 
     def exclusive(self, seconds: float) -> None:
         with self._cond:
@@ -237,8 +239,10 @@ def bound(ctx: Context, executor: str) -> float:
     # by the GIL; worker processes are limited by the cores.
     cpu_floor = n * cost if executor in ("serial", "threads", "asyncio") \
         else n * cost / min(workers, cores or 1)
-    fraction = ctx.params["lock_fraction"] if not cpu else 0.0
-    if fraction and executor in ("serial", "threads", "asyncio"):
+    # The lock is one interpreter's: worker processes each hold their own, never shared.
+    shared = executor in ("serial", "threads", "asyncio")
+    fraction = ctx.params["lock_fraction"] if not cpu and shared else 0.0
+    if fraction:
         # One interpreter shares the lock: its parts are serial and stop everyone else, the
         # rest runs at most ``workers`` at a time (Amdahl's law).
         parallel = min(workers, n or 1)

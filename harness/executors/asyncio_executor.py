@@ -39,11 +39,10 @@ class AsyncioExecutor(Executor):
         self._native = scenario.has("awork")
         self._call = scenario.function("awork") if self._native else None
         self._loop = asyncio.new_event_loop()
-        self._threads = None
-        if not self._native:
-            # The default executor has min(32, cpus + 4) threads; honour --workers instead.
-            self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="harness-unit")
-            self._loop.set_default_executor(self._threads)
+        # The default executor has min(32, cpus + 4) threads; honour --workers instead, for a
+        # plain work() and for a native awork() that hands blocking parts to asyncio.to_thread.
+        self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="harness-unit")
+        self._loop.set_default_executor(self._threads)
         self._thread = threading.Thread(target=self._loop.run_forever, name="harness-loop",
                                         daemon=True)
         self._thread.start()
@@ -90,8 +89,7 @@ class AsyncioExecutor(Executor):
             self._thread.join()
             self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
-            if self._threads is not None:
-                self._threads.shutdown(wait=True)
+            self._threads.shutdown(wait=True)
 
     def info(self) -> dict[str, Any]:
         return {"concurrency": self.workers, "native": self._native}

@@ -29,14 +29,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.outcomes import END, START, STATUS
+from harness.outcomes import END, RETRIES, START, STATUS
 from harness.policies import register
 from harness.policies.base import PolicyError, parse_count
 from harness.policies.groups import LimitedPolicy
 from harness.policies.limits import Limit
 from harness.scenario import Unit
 
-RETRIES = 12           # index of the retries-by-cause dict in a record tuple
 SHARED_TOLERANCE = 1.25  # a shared knee is costlier to pass: every group queues behind it
 MAX_TRAJECTORY = 5000  # points kept in the cell record (later changes are counted only)
 

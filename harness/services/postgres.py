@@ -360,17 +360,12 @@ class PostgresService:
         return self._info
 
     def _answering_postmaster(self, timeout: float) -> bool:
-        """True once a live postmaster of our data folder accepts a query (within timeout)."""
+        """True once a live postmaster of our data folder answers (within timeout)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if live_postmaster(self.data_dir) is not None:
-                try:
-                    with psycopg.connect(self._info.dsn, connect_timeout=2, autocommit=True) as conn:
-                        conn.execute("SELECT 1")
-                    return True
-                except psycopg.Error:
-                    pass  # still starting up
-            time.sleep(0.1)
+            if live_postmaster(self.data_dir) is not None and self.answers() is None:
+                return True
+            time.sleep(0.1)  # still starting up
         return False
 
     def restart(self) -> None:

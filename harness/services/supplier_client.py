@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import http.client
-import itertools
 import os
 import random
 import threading
@@ -100,8 +99,9 @@ async def afetch(session: Any, url: str, *, max_attempts: int = 20, stats: Fetch
     broken connections (backoff with jitter); FetchError when :class:`_Retries` gives up."""
     import aiohttp
 
-    retries = _Retries(max_attempts, max_wait_s)
-    for attempt in itertools.count(1):
+    retries, attempt = _Retries(max_attempts, max_wait_s), 0
+    while True:  # until a body, or FetchError
+        attempt += 1
         stats.attempts += 1
         try:
             async with session.get(url) as resp:
@@ -118,7 +118,6 @@ async def afetch(session: Any, url: str, *, max_attempts: int = 20, stats: Fetch
         if not retries.allow(throttled, delay):
             raise FetchError(url, last, attempt)
         await asyncio.sleep(delay)
-    raise AssertionError("unreachable")
 
 
 _local = threading.local()
@@ -158,8 +157,9 @@ def fetch(url: str, *, max_attempts: int = 20, stats: FetchStats, timeout: float
     if parts.scheme != "http" or not parts.hostname:
         raise ValueError(f"fetch() takes http:// URLs, got {url!r}")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    retries = _Retries(max_attempts, max_wait_s)
-    for attempt in itertools.count(1):
+    retries, attempt = _Retries(max_attempts, max_wait_s), 0
+    while True:  # until a body, or FetchError
+        attempt += 1
         stats.attempts += 1
         conn = _connection(parts.hostname, parts.port or 80, timeout)
         try:
@@ -176,5 +176,4 @@ def fetch(url: str, *, max_attempts: int = 20, stats: FetchStats, timeout: float
         if not retries.allow(throttled, delay):
             raise FetchError(url, last, attempt)
         time.sleep(delay)
-    raise AssertionError("unreachable")
 

@@ -39,11 +39,9 @@ import pyarrow.compute as pc
 
 from harness.workloads import rowrule
 from harness.workloads.csvgen import COLUMNS, MAX_FIELD_BYTES
+from harness.workloads.csvlines import BOM_NOTE, UTF8_BOM, is_utf8
 
-UTF8_BOM = b"\xef\xbb\xbf"
-BOM_NOTE = "UTF-8 BOM stripped"  # the full reader's note for the same file
 HEADER = ",".join(COLUMNS).encode() + b"\n"
-_UTF8 = ("utf-8", "utf8")
 
 
 def _inner(pattern: str) -> str:
@@ -87,7 +85,7 @@ def plain(records: pa.Array) -> np.ndarray:
 
 def screen(data: bytes, encoding: str = "utf-8") -> Clean | None:
     """The file's records when the full reader would accept every one; else None."""
-    if encoding.replace("_", "-").lower() not in _UTF8:
+    if not is_utf8(encoding):
         return None
     note = ""
     if data.startswith(UTF8_BOM):

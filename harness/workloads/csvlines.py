@@ -18,8 +18,9 @@ from itertools import accumulate
 
 MAX_RAW_BYTES = 4096  # quarantined raw bytes are cut here (the length is kept in `detail`)
 _ARCHIVES = {b"PK\x03\x04": "zip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
-_UTF8_BOM = b"\xef\xbb\xbf"
-_BOMS = ((_UTF8_BOM, "utf-8"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+UTF8_BOM = codecs.BOM_UTF8
+BOM_NOTE = "UTF-8 BOM stripped"
+_BOMS = ((UTF8_BOM, "utf-8"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,17 @@ class Rejected:
     detail: str
     raw: bytes
     lines: int = 1
+
+
+def is_utf8(encoding: str) -> bool:
+    """Does ``encoding`` name UTF-8 (``utf-8``, ``UTF_8``, ``utf8``)?"""
+    return encoding.replace("_", "-").lower() in ("utf-8", "utf8")
+
+
+def _without_boms(line: bytes) -> bytes:
+    while line.startswith(UTF8_BOM):
+        line = line[len(UTF8_BOM):]
+    return line
 
 
 def cut(raw: bytes, detail: str) -> tuple[bytes, str]:
@@ -57,7 +69,7 @@ def unwrap(data: bytes) -> tuple[bytes, str, str]:
 
 def decode_lines(lines: list[bytes], encoding: str) -> tuple[list[bytes], list[Rejected]]:
     """The lines as UTF-8; lines that do not decode are rejected, one by one."""
-    utf8 = encoding.replace("_", "-").lower() in ("utf-8", "utf8")
+    utf8 = is_utf8(encoding)
     body = b"\n".join(lines)
     try:
         text = body.decode(encoding)
@@ -116,13 +128,11 @@ def text_lines(data: bytes, encoding: str) -> tuple[list[bytes], str]:
     pyarrow's reader drops one at the start of whatever it reads, so left in, a record's
     first field would depend on where the record sits."""
     lines, note = _split(data)
-    if encoding.replace("_", "-").lower() in ("utf-8", "utf8") and data.find(_UTF8_BOM, 1) >= 0:
+    if is_utf8(encoding) and data.find(UTF8_BOM, 1) >= 0:
         stripped = 0
         for i, line in enumerate(lines):
-            if line.startswith(_UTF8_BOM):
-                while line.startswith(_UTF8_BOM):
-                    line = line[len(_UTF8_BOM):]
-                lines[i], stripped = line, stripped + 1
+            if line.startswith(UTF8_BOM):
+                lines[i], stripped = _without_boms(line), stripped + 1
         if stripped:
             note = "; ".join(n for n in (note, f"a UTF-8 BOM stripped from the start of "
                                          f"{stripped} more line(s)") if n)
@@ -138,5 +148,5 @@ def _split(data: bytes) -> tuple[list[bytes], str]:
                     return data.decode("utf-16").encode().splitlines(), "UTF-16 (BOM), transcoded"
                 except UnicodeDecodeError:
                     break  # not UTF-16 after all: judged line by line as it is
-            return data[len(bom):].splitlines(), "UTF-8 BOM stripped"
+            return data[len(bom):].splitlines(), BOM_NOTE
     return data.splitlines(), ""

@@ -204,6 +204,7 @@ async def arun_unit(ctx: Context, transactions: Iterable[Transaction], policy: R
 # not touch another's.
 _open: dict[tuple[str, str], list[psycopg.Connection]] = {}
 _open_lock = threading.Lock()
+_finalizer: Any = None  # closes every connection at the process's exit, registered once
 
 
 def _cell_key(ctx: Context) -> tuple[str, str]:
@@ -223,7 +224,7 @@ def connection(ctx: Context, settings: dict[str, str] | None = None) -> psycopg.
     conn = ctx.resource("conn", lambda: _connect(ctx, settings or {}))
     if conn.broken or conn.closed:
         setattr(ctx.local, "conn", None)
-        _forget(conn)
+        _forget(ctx, conn)
         conn = ctx.resource("conn", lambda: _connect(ctx, settings or {}))
     return conn
 
@@ -237,26 +238,26 @@ def _connect(ctx: Context, settings: dict[str, str]) -> psycopg.Connection:
             conn.execute("SELECT set_config(%s, %s, false)", (name, value))
         except psycopg.errors.InsufficientPrivilege:
             _not_applied(name, value)
+    global _finalizer
     with _open_lock:
-        if not _open:  # first connection of this process: close all cleanly at exit
-            multiprocessing.util.Finalize(None, close_worker, exitpriority=10)
+        if _finalizer is None:  # first connection of this process: close all cleanly at exit
+            _finalizer = multiprocessing.util.Finalize(None, close_worker, exitpriority=10)
         _open.setdefault(_cell_key(ctx), []).append(conn)
     return conn
 
 
-def _forget(conn: psycopg.Connection) -> None:
+def _forget(ctx: Context, conn: psycopg.Connection) -> None:
     with _open_lock:
-        for conns in _open.values():
-            if conn in conns:
-                conns.remove(conn)
+        conns = _open.get(_cell_key(ctx), [])
+        if conn in conns:
+            conns.remove(conn)
     conn.close()
 
 
-def open_connections(ctx: Context | None = None) -> int:
-    """How many workload connections this process holds open (for ``ctx``'s cell, or all)."""
+def open_connections() -> int:
+    """How many workload connections this process holds open, over all cells."""
     with _open_lock:
-        lists = [_open.get(_cell_key(ctx), [])] if ctx is not None else list(_open.values())
-        return sum(not conn.closed for conns in lists for conn in conns)
+        return sum(not conn.closed for conns in _open.values() for conn in conns)
 
 
 _warned: set[str] = set()

@@ -117,7 +117,7 @@ class FilePlan:
         columns = [pc.cast(table[c], ARROW_TYPES[c]) if c in ARROW_TYPES else table[c]
                    for c in COLUMNS]
         n = table.num_rows
-        return pa.table([pa.array([self.file_id] * n, pa.int32()),
+        return pa.table([pa.repeat(pa.scalar(self.file_id, pa.int32()), n),
                          pa.array(self.checked.line_numbers, pa.int32()), *columns],
                         names=["file_id", "line", *COLUMNS])
 
@@ -136,7 +136,7 @@ class FilePlan:
         n = c.judged.num_rows
         out = io.BytesIO()
         out.write(own)
-        pacsv.write_csv(pa.table([pa.array([self.file_id] * n, pa.int32()),
+        pacsv.write_csv(pa.table([pa.repeat(pa.scalar(self.file_id, pa.int32()), n),
                                   pa.array(c.judged_lines, pa.int32()),
                                   *c.judged.columns], names=["file_id", "line", *COLUMNS]),
                         out, pacsv.WriteOptions(include_header=False))
@@ -172,16 +172,26 @@ def _staging_rows(plan: FilePlan) -> list[tuple[Any, ...]]:
     return list(zip(*(col.to_pylist() for col in plan.typed().columns)))
 
 
+def _staged(plan: FilePlan) -> Any:
+    """What goes to staging (the COPY payload, or the rows for executemany; None without
+    rows), made before the transaction opens: client CPU inside it would hold the file's row
+    lock and its connection for longer than loading needs."""
+    if not plan.rows:
+        return None
+    return plan.payload() if plan.loader == "copy" else _staging_rows(plan)
+
+
 def _write(conn: psycopg.Connection, st: Statements, plan: FilePlan) -> LoadResult:
+    staged = _staged(plan)
     with conn.transaction():
         cur = conn.cursor()
         if cur.execute(st.claim, plan.claim()).rowcount == 0:
             return result(plan, skipped=True)
-        if plan.rows and plan.loader == "copy":
+        if staged is not None and plan.loader == "copy":
             with cur.copy(st.copy_staging) as copy:
-                copy.write(plan.payload())
-        elif plan.rows:
-            cur.executemany(st.insert_staging, _staging_rows(plan))
+                copy.write(staged)
+        elif staged is not None:
+            cur.executemany(st.insert_staging, staged)
         if plan.checked.rejected:
             with cur.copy(st.copy_quarantine) as copy:
                 for row in plan.quarantine_rows():
@@ -190,15 +200,16 @@ def _write(conn: psycopg.Connection, st: Statements, plan: FilePlan) -> LoadResu
 
 
 async def _awrite(conn: psycopg.AsyncConnection, st: Statements, plan: FilePlan) -> LoadResult:
+    staged = _staged(plan)
     async with conn.transaction():
         cur = conn.cursor()
         if (await cur.execute(st.claim, plan.claim())).rowcount == 0:
             return result(plan, skipped=True)
-        if plan.rows and plan.loader == "copy":
+        if staged is not None and plan.loader == "copy":
             async with cur.copy(st.copy_staging) as copy:
-                await copy.write(plan.payload())
-        elif plan.rows:
-            await cur.executemany(st.insert_staging, _staging_rows(plan))
+                await copy.write(staged)
+        elif staged is not None:
+            await cur.executemany(st.insert_staging, staged)
         if plan.checked.rejected:
             async with cur.copy(st.copy_quarantine) as copy:
                 for row in plan.quarantine_rows():
