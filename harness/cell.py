@@ -22,6 +22,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from harness.blackbox import BlackBox
 from harness.channel import ChannelWriter
 from harness.discovery import LoadedScenario, load_path
 from harness.driver import Driver, Recorder, wall_clock_of
@@ -32,6 +33,7 @@ from harness.scenario import Context, Unit
 PR_SET_PDEATHSIG = 1
 TERM_FLUSH_S = 1.5  # the parent's grace period after SIGTERM is 2 s
 UNITS_FILE = "units.pkl"  # the cell's units, pickled by the parent beside spec.json
+BOX_FILE = "blackbox.bin"  # slow units' records not yet shipped (harness.blackbox)
 
 
 def _context(spec: dict[str, Any]) -> Context:
@@ -91,7 +93,8 @@ def run_cell(spec: dict[str, Any], spec_path: str, channel: ChannelWriter) -> in
     # The parent's list (scenario modules are loaded before unpickling: payloads may be
     # the scenario's own classes); units(ctx) is not computed a second time.
     units = pickle.loads((Path(spec_path).parent / UNITS_FILE).read_bytes())
-    recorder = Recorder(lambda batch: channel.send(("units", batch)))
+    recorder = Recorder(lambda batch: channel.send(("units", batch)),
+                        blackbox=BlackBox(Path(spec_path).parent / BOX_FILE))
 
     def on_term(signum: int, frame: Any) -> None:
         # Timeout or memory kill from the parent, or the parent died (PDEATHSIG): hand over

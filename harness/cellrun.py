@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.cell import UNITS_FILE
+from harness.blackbox import read_box
+from harness.cell import BOX_FILE, UNITS_FILE
 from harness.channel import read_messages
 from harness.outcomes import STATUS, not_run_tuple
 from harness.records import JsonLinesWriter, UnitsWriter
@@ -127,13 +128,7 @@ class CellProcess:
         for message in read_messages(fd):
             kind = message[0]
             if kind == "units":
-                records = message[1]
-                seen, counts = out.seen_units, out.counts
-                for record in records:
-                    seen.add(record[0])
-                    counts[record[STATUS]] = counts.get(record[STATUS], 0) + 1
-                self._units.write_batch(records)  # this thread is the file's only writer
-                self.on_progress(len(seen), counts.get("error", 0), out.units_total)
+                self._add_units(message[1])
             elif kind == "start":
                 out.t0_ns, out.t0_wall_ns, out.units_total = message[1], message[2], message[3]
                 self.on_progress(0, 0, out.units_total)
@@ -149,6 +144,25 @@ class CellProcess:
                     out.message = f"executor broken: {phases['broken']}"
             elif kind == "fatal":
                 out.message = message[1]
+
+    def _add_units(self, records: list[tuple[Any, ...]]) -> None:
+        """Count and store records (called by one thread at a time: the file's writer)."""
+        out = self.outcome
+        seen, counts = out.seen_units, out.counts
+        for record in records:
+            seen.add(record[0])
+            counts[record[STATUS]] = counts.get(record[STATUS], 0) + 1
+        self._units.write_batch(records)
+        self.on_progress(len(seen), counts.get("error", 0), out.units_total)
+
+    def _recover_box(self) -> None:
+        """Keep the records the child logged but died before shipping (harness.blackbox);
+        a child that ended normally shipped them all, and nothing is added."""
+        box = self.scratch_dir / BOX_FILE
+        lost = {r[0]: r for r in read_box(box) if r[0] not in self.outcome.seen_units}
+        if lost:
+            self._add_units(list(lost.values()))
+        box.unlink(missing_ok=True)
 
     # ---- samples ----
 
@@ -213,6 +227,7 @@ class CellProcess:
                 observer.stop()
             reader.join(timeout=10)
             self.outcome.sampler["reader_cpu_s"] = self._reader_cpu_s
+            self._recover_box()
             sweep_group(child.pid)
             self.on_group(None)
             self._finish(child, started_ns)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import Any, Callable
 
+from harness.blackbox import BlackBox
 from harness.executors.base import DoneFuture, Executor
 from harness.outcomes import DUE, END, START, STATUS, STOPPED, error_class, error_tuple, not_run_tuple
 from harness.policies.base import Policy
@@ -46,21 +47,27 @@ class Recorder:
     records are waiting or after a unit that took at least ``slow_ns``. Shipping (a
     pickle and a pipe write, tens of microseconds) is not done by a thread that finished
     a unit on an executor's behalf: on an event loop or a pool's callback thread it would
-    stall every unit in flight and inflate their times. The one exception is the thread
-    that owns the recorder (the driver's: a serial loop's units run there), which ships a
-    slow unit's record itself before the next unit starts, so a crash of the cell process
-    loses no finished slow unit. It ships that one record alone, by the shortest path:
-    right after a unit's sleep the CPU's caches are cold, and every call costs 10-30
-    times what it does in a hot loop (a pickle and a pipe write: ~1 us hot, ~26 us there,
-    measured on this machine), straight onto the next unit's start.
+    stall every unit in flight and inflate their times.
+
+    A slow unit's record must outlive a crash of the cell process that comes right after
+    it (the next unit may kill it before the flusher runs). When the thread that owns the
+    recorder (the driver's: a serial loop's units run there) finishes one, it writes the
+    record to ``blackbox`` (:mod:`harness.blackbox`, memory the parent can read after a
+    crash) and leaves the shipping to the flusher's next round, waking nobody: after a
+    unit's sleep the CPU's caches are cold, and shipping at once cost 12-15 us there
+    against ~1 us hot (measured on this machine), straight onto the next unit's start.
+    Without a box, or when it is full, the owner ships the record itself.
     """
 
     def __init__(self, sink: Callable[[list[tuple[Any, ...]]], None], *, batch: int = 2000,
-                 interval_ns: int = 100_000_000, slow_ns: int = 5_000_000):
+                 interval_ns: int = 100_000_000, slow_ns: int = 5_000_000,
+                 blackbox: BlackBox | None = None):
         self._sink = sink
         self._batch = batch
         self._interval_s = interval_ns / 1e9
         self._slow = slow_ns
+        self._box = blackbox
+        self._shipped = 0  # how many of the box's records the channel has carried
         # deque.append and popleft are atomic under the GIL, so adding takes no lock (the
         # hot path: ~0.3 us); shipping drains under a lock.
         self._buffer: deque[tuple[Any, ...]] = deque()
@@ -74,21 +81,26 @@ class Recorder:
 
     def add(self, record: tuple[Any, ...]) -> None:
         slow = record[END] - record[START] >= self._slow
-        if slow and threading.get_ident() == self._owner:
-            self._sink([record])  # straight out: nothing else to drain for it
-            return
         buffer = self._buffer
-        buffer.append(record)
+        buffer.append(record)  # before the box: a logged record is always in the buffer
+        if slow and threading.get_ident() == self._owner:
+            box = self._box
+            if box is None or not box.log(record, self._shipped):
+                self.flush()
+            return
         if slow or len(buffer) >= self._batch:
             self._wake.set()
 
     def flush(self) -> None:
         """Ship everything buffered now (from any thread)."""
         with self._lock:
+            # Read before draining: every record logged by then is in the buffer.
+            logged = self._box.logged if self._box is not None else 0
             buffer = self._buffer
             if buffer:
                 # Drain only what is there: a record added meanwhile goes with the next one.
                 self._sink([buffer.popleft() for _ in range(len(buffer))])
+            self._shipped = logged
 
     def close(self) -> None:
         """Stop the flusher and ship what is left."""

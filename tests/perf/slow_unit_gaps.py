@@ -4,10 +4,12 @@
 
 For each cell, beside a bare loop of the same sleeps run just before it: the median sleep,
 the cell's median service time, the median gap between one unit's end and the next one's
-start (the harness's own work: the record, shipping it to the parent, the policy), and the
-makespan difference per unit (what ``make perf``'s slow-unit test asserts). Then the cost of
-shipping one record (pickle + pipe write) right after a 10 ms sleep and in a hot loop: on a
-VM whose vCPU idles during the sleep the first is 10-50 times the second.
+start (the harness's own work: the record, logging it to the cell's flight recorder, the
+policy), and the makespan difference per unit (what ``make perf``'s slow-unit test
+asserts). Then the cost of shipping one record (pickle + pipe write) right after a 10 ms
+sleep and in a hot loop: on a VM whose vCPU idles during the sleep the first is 10-30
+times the second, which is why the serial loop logs to mapped memory instead
+(``harness.blackbox``) and leaves the shipping to the recorder's flusher.
 """
 
 from __future__ import annotations
