@@ -33,7 +33,6 @@ from harness.scenario import Context, Unit
 PR_SET_PDEATHSIG = 1
 TERM_FLUSH_S = 1.5  # the parent's grace period after SIGTERM is 2 s
 UNITS_FILE = "units.pkl"  # the cell's units, pickled by the parent beside spec.json
-BOX_FILE = "blackbox.bin"  # slow units' records not yet shipped (harness.blackbox)
 
 
 def _context(spec: dict[str, Any]) -> Context:
@@ -86,6 +85,18 @@ def build_driver(scenario: LoadedScenario, ctx: Context, mode: ModeSpec,
                   schedule_s=list(schedule(ctx, units)) if schedule is not None else None)
 
 
+def _open_box() -> BlackBox | None:
+    """The flight recorder the parent handed over (``HARNESS_BOX_FD``), if it can be
+    mapped: without it the recorder ships each slow unit's record at once instead."""
+    fd = os.environ.get("HARNESS_BOX_FD")
+    try:
+        box = BlackBox(int(fd)) if fd else None
+    except (OSError, ValueError):
+        return None
+    os.close(int(fd))  # the mapping holds the file: a forked pool worker need not
+    return box
+
+
 def run_cell(spec: dict[str, Any], spec_path: str, channel: ChannelWriter) -> int:
     """Load the scenario, drive its units in the requested mode, report through ``channel``."""
     scenario = load_path(spec["scenario_path"])
@@ -93,8 +104,7 @@ def run_cell(spec: dict[str, Any], spec_path: str, channel: ChannelWriter) -> in
     # The parent's list (scenario modules are loaded before unpickling: payloads may be
     # the scenario's own classes); units(ctx) is not computed a second time.
     units = pickle.loads((Path(spec_path).parent / UNITS_FILE).read_bytes())
-    recorder = Recorder(lambda batch: channel.send(("units", batch)),
-                        blackbox=BlackBox(Path(spec_path).parent / BOX_FILE))
+    recorder = Recorder(lambda batch: channel.send(("units", batch)), blackbox=_open_box())
 
     def on_term(signum: int, frame: Any) -> None:
         # Timeout or memory kill from the parent, or the parent died (PDEATHSIG): hand over

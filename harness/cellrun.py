@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.blackbox import read_box
-from harness.cell import BOX_FILE, UNITS_FILE
+from harness.blackbox import create_box, read_box
+from harness.cell import UNITS_FILE
 from harness.channel import read_messages
 from harness.outcomes import STATUS, not_run_tuple
 from harness.records import JsonLinesWriter, UnitsWriter
@@ -155,14 +155,18 @@ class CellProcess:
         self._units.write_batch(records)
         self.on_progress(len(seen), counts.get("error", 0), out.units_total)
 
-    def _recover_box(self) -> None:
+    def _recover_box(self, box_fd: int) -> None:
         """Keep the records the child logged but died before shipping (harness.blackbox);
         a child that ended normally shipped them all, and nothing is added."""
-        box = self.scratch_dir / BOX_FILE
-        lost = {r[0]: r for r in read_box(box) if r[0] not in self.outcome.seen_units}
+        try:
+            logged = read_box(box_fd)
+        except OSError as exc:  # what the channel carried stands; say what may be missing
+            self.outcome.message = "; ".join(
+                x for x in (self.outcome.message, f"flight recorder unreadable: {exc}") if x)
+            return
+        lost = {r[0]: r for r in logged if r[0] not in self.outcome.seen_units}
         if lost:
             self._add_units(list(lost.values()))
-        box.unlink(missing_ok=True)
 
     # ---- samples ----
 
@@ -196,13 +200,14 @@ class CellProcess:
             return self.outcome
         (self.scratch_dir / UNITS_FILE).write_bytes(payload)
         read_fd, write_fd = os.pipe()
+        box_fd = create_box()
         env = dict(os.environ, HARNESS_CHANNEL_FD=str(write_fd), PYTHONUNBUFFERED="1",
-                   HARNESS_PARENT_PID=str(os.getpid()))
+                   HARNESS_PARENT_PID=str(os.getpid()), HARNESS_BOX_FD=str(box_fd))
         started_ns = time.perf_counter_ns()
         with open(self.cell_dir / "stdout.txt", "wb") as stdout, \
                 open(self.cell_dir / "stderr.txt", "wb") as stderr:
             child = subprocess.Popen([sys.executable, "-m", "harness.cell", str(spec_path)],
-                                     pass_fds=(write_fd,), env=env, stdout=stdout,
+                                     pass_fds=(write_fd, box_fd), env=env, stdout=stdout,
                                      stderr=stderr, stdin=subprocess.DEVNULL,
                                      start_new_session=True)
         os.close(write_fd)
@@ -225,11 +230,13 @@ class CellProcess:
             self.outcome.sampler = sampler.stop()
             for observer in observers:
                 observer.stop()
+            sweep_group(child.pid)  # first: no process of the cell holds the pipe open
+            self.on_group(None)
             reader.join(timeout=10)
             self.outcome.sampler["reader_cpu_s"] = self._reader_cpu_s
-            self._recover_box()
-            sweep_group(child.pid)
-            self.on_group(None)
+            if not reader.is_alive():  # the units file has one writer at a time
+                self._recover_box(box_fd)
+            os.close(box_fd)
             self._finish(child, started_ns)
         return self.outcome
 

@@ -72,28 +72,6 @@ def rebuild_cells(path: Path, run: dict[str, Any], cells: list[dict[str, Any]]) 
             cells.append(rebuild_cell(entry, cell_dir))
 
 
-def salvage_boxes(cells_scratch: Path, cells_dir: Path) -> int:
-    """Append to each cell's ``units.jsonl`` the records its process logged to its flight
-    recorder (:mod:`harness.blackbox`) but nobody shipped: the harness died first. Called
-    before a dead run's scratch folder is removed; the number of records saved."""
-    from harness.blackbox import read_box
-    from harness.cell import BOX_FILE
-    from harness.records import UnitsWriter
-
-    saved = 0
-    for box in sorted(Path(cells_scratch).glob(f"*/{BOX_FILE}")):
-        units_file = Path(cells_dir) / box.parent.name / "units.jsonl"
-        if not units_file.parent.is_dir():
-            continue
-        seen = {u["unit"] for u in read_units(units_file, "", "")}
-        lost = {r[0]: r for r in read_box(box) if r[0] not in seen}
-        writer = UnitsWriter(units_file)
-        writer.write_batch(list(lost.values()))
-        writer.close()
-        saved += len(lost)
-    return saved
-
-
 def incomplete_reason(run: dict[str, Any], cells: list[dict[str, Any]]) -> str | None:
     """Why a loaded run is incomplete (one line), or None when it ran to its end."""
     status = run.get("status")

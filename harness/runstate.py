@@ -158,9 +158,6 @@ def reap(entry: RunEntry) -> None:
         except OSError:
             pass
     _unmount_under(Path(entry.work_dir))
-    from harness.partial import salvage_boxes
-
-    salvage_boxes(Path(entry.work_dir) / ".cells", Path(entry.run_dir) / "cells")
     if entry.dsn and entry.schema_prefix:
         drop_schemas(entry.dsn, entry.schema_prefix)
     shutil.rmtree(entry.work_dir, ignore_errors=True)
