@@ -111,8 +111,11 @@ def point_result(analysis: Any, label: str, n: int, values: dict[str, str]) -> P
     bad = sum((c.get("units_error") or 0) + (c.get("units_not_run") or 0) for c in cells)
     missed = sum(max(0, (c.get("units_total") or 0) - (c.get("units_ok") or 0)
                      - (c.get("units_error") or 0) - (c.get("units_not_run") or 0)) for c in cells)
+    # Clean as the verdict sees it too: a point over the p99, memory or a metric's budget
+    # must not be the best or the recommendation, whatever its throughput.
     clean = bool(cells) and all(c.get("status") == "ok" for c in cells) and bad + missed == 0 \
-        and all(ch.get("ok") for c in cells for ch in c.get("verify") or [])
+        and all(ch.get("ok") for c in cells for ch in c.get("verify") or []) \
+        and analysis.verdict.status.get(label) != "discarded"
 
     def number(key: str) -> float:
         value = row.get(key)

@@ -92,6 +92,17 @@ def test_the_fitted_sigma_recovers_the_lock_fraction(tmp_path):
     assert json.loads((run_dir / "sweep.json").read_text())["axis"] == "workers"
 
 
+def test_a_point_over_the_p99_budget_is_not_clean_and_never_recommended(tmp_path):
+    base = RunConfig(scenario="calibrate", repeat=1, warmup=False, out=tmp_path, progress=False,
+                     params={"units": "8", "cost_ms": "20"}, budgets={"p99_budget_ms": 30.0})
+    sweep = SweepConfig(base, "threads", knobs=(Knob.parse("workers=1,8"),))
+    layout, (summary,) = load_sweep(run_sweep(sweep))
+    by_n = {p.n: p for p in summary.points}
+    # 8 units of 20 ms: one worker's last unit waits ~160 ms from due, eight finish in ~20 ms.
+    assert not by_n[1].clean and by_n[8].clean
+    assert summary.best_clean.n == 8 and summary.recommended.n == 8
+
+
 def test_the_sweep_command_refuses_modes_and_needs_a_knob(capsys):
     from harness.cli import main
 
