@@ -259,6 +259,9 @@ def service_plots(analysis: Analysis) -> list[Plot]:
     return plots
 
 
+LIMIT_PLOT_GROUPS = 12  # more lines than this cannot be told apart; the title says so
+
+
 def limit_plot(analysis: Analysis) -> Plot | None:
     """An adaptive policy's concurrency limit per group over the run phase (a policy that
     records ``limit_trajectory`` in its info), with the limit shared by all groups where it
@@ -274,15 +277,18 @@ def limit_plot(analysis: Analysis) -> Plot | None:
         by_group: dict[str, list[tuple[float, float]]] = {}
         for t_ns, group, limit in info["limit_trajectory"]:
             by_group.setdefault(group, []).append((t_ns / 1e9, limit))
-        for group, series in list(by_group.items())[:12]:
+        for group, series in list(by_group.items())[:LIMIT_PLOT_GROUPS]:
             ax.step(*zip(*_held_to(series, end_s)), where="post", label=group, alpha=0.8)
         shared = [(t_ns / 1e9, limit) for t_ns, limit in info.get("shared_trajectory") or []]
         if shared:
             ax.step(*zip(*_held_to(shared, end_s)), where="post", label="all groups",
                     color="black", lw=2)
-        ax.set(title=label, xlabel="time since t0 (s)", ylabel="concurrency limit")
+        hidden = len(by_group) - LIMIT_PLOT_GROUPS
+        ax.set(title=label + (f" (the first {LIMIT_PLOT_GROUPS} of {len(by_group)} groups "
+                              "shown)" if hidden > 0 else ""),
+               xlabel="time since t0 (s)", ylabel="concurrency limit")
         ax.grid(alpha=0.3)
-        if len(by_group) <= 12:
+        if hidden <= 0:
             ax.legend(fontsize=7, ncol=4)
     return Plot("Adaptive concurrency limit", "Per group (supplier), and over all groups in "
                 "black: a limit rises while service stays near its unloaded minimum and is "
