@@ -93,6 +93,19 @@ def test_a_clean_5_percent_gap_keeps_the_simpler_mode():
                   Budgets(min_gain=0.01)).recommended == "threads"
 
 
+def test_of_one_kind_fewer_workers_is_simpler_unless_more_earn_it():
+    """processes[2] vs processes[3], one executor: seen here at medians 0.503 vs 0.494 s
+    (n=3), and the verdict recommended processes[3] "because it is simpler"."""
+    two = result("processes[2]", [0.503, 0.442, 0.513], simplicity=40, workers=2)
+    three = result("processes[3]", [0.494, 0.467, 0.519], simplicity=40, workers=3)
+    verdict = decide([three, two], Budgets())
+    assert verdict.recommended == "processes[2]"
+    assert "processes[2] is simpler (fewer workers)" in verdict.reasons["processes[3]"][0]
+    faster = result("processes[3]", [0.25, 0.251, 0.252, 0.253, 0.254], simplicity=40, workers=3)
+    slow = result("processes[2]", [0.5, 0.501, 0.502, 0.503, 0.504], simplicity=40, workers=2)
+    assert decide([slow, faster], Budgets()).recommended == "processes[3]"
+
+
 def test_a_clean_2x_gap_recommends_the_complex_mode_with_its_confidence_level():
     verdict = decide([result("serial", SERIAL5),
                       result("threads", [5.0, 5.05, 5.1, 5.15, 5.2])], Budgets())

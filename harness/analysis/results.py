@@ -23,7 +23,7 @@ class ModeResult:
     """What the verdict needs to know about one mode (one table row)."""
 
     label: str               # e.g. "serial", "threads[8]", "threads[60]+capped(3,200ms)"
-    simplicity: float        # lower is simpler; ties broken by median
+    simplicity: float        # lower is simpler; ties broken by workers, then by median
     sample: Sample           # counted makespans (run_s), censored where unfinished
     statuses: dict[str, int] # cell status -> count: ok, timeout, memory-exceeded, crashed,
                              # interrupted, service-down, parent-died, harness-error
@@ -38,6 +38,7 @@ class ModeResult:
     bound_s: float = math.nan  # the scenario's lower bound on the makespan, when it has one
     # Declared metrics: name -> (worst value, lower is better); NaN when not measured.
     metrics: dict[str, tuple[float, bool]] = field(default_factory=dict)
+    workers: int = 0         # of equally simple modes, the one with fewer is simpler
 
     @property
     def median(self) -> float:
@@ -97,6 +98,7 @@ def mode_results(cells: pd.DataFrame, table: pd.DataFrame,
             harness_errors=_below_bound(mine) if math.isnan(errors) else int(errors),
             baseline=row.get("baseline") is True or row.get("baseline") is np.True_,
             bound_s=_number(row.get("bound_s")),
+            workers=int(_number(row.get("workers"), 0)),
             metrics={m["name"]: (_number(row.get(m["name"])), m.get("lower_is_better", True))
                      for m in table.attrs.get("metrics", [])}))
     return results

@@ -226,7 +226,7 @@ def mode_rows(cells: pd.DataFrame, units: pd.DataFrame, timeout_s: float | None 
             else units
         samples[label] = makespan_sample(mine, timeout_s)  # cut-short cells kept, censored
         rows.append(_mode_row(label, mine, mine_units, samples[label], metrics or []))
-    baseline = min(rows, key=lambda r: r["simplicity"], default=None)
+    baseline = min(rows, key=lambda r: (r["simplicity"], r["workers"]), default=None)
     for row in rows:
         row["baseline"] = row is baseline
         # A cut-short cell's makespan is a lower bound, never a value: no ratio from it.

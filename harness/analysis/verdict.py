@@ -11,8 +11,9 @@ and which one is the baseline come from the comparison table.
    harness error, never a result); verify failed; more units failed than ``--error-budget``
    allows; the p99 latency from due is over ``--p99-budget``; peak memory (PSS) is over
    ``--max-memory``.
-2. **Choose.** Start from the simplest clean mode (lowest ``simplicity``, ties broken by
-   median). While some clean mode *beats* the choice, move to the simplest such mode. A mode
+2. **Choose.** Start from the simplest clean mode (lowest ``simplicity``; of equal
+   simplicity, fewer workers; then the lower median). While some clean mode *beats* the
+   choice, move to the simplest such mode. A mode
    beats another when it is significantly faster (:func:`harness.analysis.stats
    .compare_samples`) **and** faster by at least ``--min-gain`` (ratio of medians minus 1).
    So a more complex mode has to earn its complexity, and a smaller gain leaves the simpler
@@ -90,9 +91,20 @@ def headline(verdict: dict[str, Any]) -> tuple[str, str]:
     return summary[:1].upper() + summary[1:], ""
 
 
-def _key(r: ModeResult) -> tuple[float, float]:
-    """Simplest first; among equally simple modes, the faster."""
-    return r.simplicity, r.median if not math.isnan(r.median) else math.inf
+def _key(r: ModeResult) -> tuple[float, int, float]:
+    """Simplest first (of one kind, fewer workers is simpler: what a sweep recommends too);
+    among equally simple modes, the faster."""
+    return r.simplicity, r.workers, r.median if not math.isnan(r.median) else math.inf
+
+
+def _simpler(chosen: ModeResult, m: ModeResult) -> str:
+    """Why ``chosen`` stays ahead of ``m`` although ``m`` was not shown slower."""
+    if (chosen.simplicity, chosen.workers) < (m.simplicity, m.workers):
+        fewer = " (fewer workers)" if chosen.simplicity == m.simplicity else ""
+        return f"{chosen.label} is simpler{fewer}"
+    if (chosen.simplicity, chosen.workers) == (m.simplicity, m.workers):
+        return f"{chosen.label} is as simple and its median is lower"
+    return f"{chosen.label} is shown significantly faster than a simpler mode"
 
 
 def _gain(fast: ModeResult, slow: ModeResult) -> float:
@@ -195,8 +207,7 @@ def _choose(eligible: list[ModeResult], budgets: Budgets, pairs: _Pairs) -> list
 def _compared(m: ModeResult, chosen: ModeResult, budgets: Budgets, pairs: _Pairs) -> str:
     """Why a clean mode is not the choice (it is not a leading candidate either)."""
     d = pairs.diff(m, chosen)
-    why = (f"{chosen.label} is simpler" if _key(chosen) < _key(m) else
-           f"{chosen.label} is shown significantly faster than a simpler mode")
+    why = _simpler(chosen, m)
     if m.median < chosen.median:  # faster, by less than --min-gain (else it would lead)
         return (f"{_gain(m, chosen):.0%} faster than {chosen.label}, under --min-gain "
                 f"{budgets.min_gain:.0%}, and {why}; time ratio {d.describe()}")
