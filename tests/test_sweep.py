@@ -110,3 +110,14 @@ def test_the_sweep_command_refuses_modes_and_needs_a_knob(capsys):
     assert "builds its own modes" in capsys.readouterr().err
     assert main(["sweep", "calibrate"]) == 2
     assert "--vary" in capsys.readouterr().err
+
+
+def test_a_fit_through_three_points_prints_no_intervals_it_cannot_have():
+    from harness.report.sweep import fit_text
+
+    three = summarize_series([_point(1, 96.0), _point(2, 190.7), _point(4, 373.2)])
+    text = "\n".join(fit_text(three, "workers"))
+    assert "nan" not in text and "no intervals: as many points as parameters" in text
+    four = summarize_series([_point(n, float(usl(np.array([n]), 100, 0.1, 0.001)[0]) * f)
+                             for n, f in ((1, 1.0), (2, 1.01), (4, 0.99), (8, 1.0))])
+    assert "(95 % CI)" in "\n".join(fit_text(four, "workers"))

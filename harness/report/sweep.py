@@ -35,13 +35,20 @@ def fit_text(summary: SeriesSummary, axis: str) -> list[str]:
         elif fit.n_star < min(p.n for p in summary.points):
             n_star = f"{fit.n_star:.2g}, below the lowest point run: throughput only falls from there"
         elif fit.n_star > 4 * tested:
-            n_star = f"{fit.n_star:.3g}, far beyond the points run (up to {tested}): it flattens"
+            n_star = (f"{fit.n_star:.3g}, far beyond the points run (up to {tested}): no peak "
+                      "in sight there")
         else:
             n_star = f"{fit.n_star:.1f}"
+        # Three points for three parameters: the curve passes through them, and curve_fit
+        # has no residual to give intervals from (its covariance is inf or nan).
+        bare = not all(math.isfinite(v) for v in (*fit.sigma_ci, *fit.kappa_ci, *fit.lam_ci))
+        ci = (lambda pair: "") if bare else (lambda pair: " " + _ci(pair))
         lines += [f"- USL fit on {fit.points} clean points (R² {fit.r2:.3f}): "
-                  f"σ (contention) = {fit.sigma:.4f} {_ci(fit.sigma_ci)}, "
-                  f"κ (coherency) = {fit.kappa:.2e} {_ci(fit.kappa_ci)}, "
-                  f"λ = {fit.lam:.2f} units/s {_ci(fit.lam_ci)} (95 % CI)",
+                  f"σ (contention) = {fit.sigma:.4f}{ci(fit.sigma_ci)}, "
+                  f"κ (coherency) = {fit.kappa:.2e}{ci(fit.kappa_ci)}, "
+                  f"λ = {fit.lam:.2f} units/s{ci(fit.lam_ci)}"
+                  + (" (no intervals: as many points as parameters; run at least 4 points)"
+                     if bare else " (95 % CI)"),
                   f"- N* (peak throughput) = {n_star}; modelled peak {fit.peak:.1f} units/s"]
     onset = summary.error_onset
     lines.append(f"- onset of errors: {axis}={onset}" if onset is not None
