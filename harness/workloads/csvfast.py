@@ -96,8 +96,11 @@ def screen(data: bytes, encoding: str = "utf-8") -> Clean | None:
             return None
     if not data.startswith(HEADER) or len(data) == len(HEADER):
         return None
-    if b"\n" + UTF8_BOM in data:  # a line that starts with a BOM (concatenated exports)
-        return None  # the full reader strips it; pyarrow would only at a buffer's start
+    # A line that starts with a BOM (concatenated exports): the full reader strips it;
+    # pyarrow would only at a buffer's start. The memchr for its first byte (rare in
+    # UTF-8 text) comes first: the substring search costs 20x more (~70 us a file).
+    if UTF8_BOM[:1] in data and b"\n" + UTF8_BOM in data:
+        return None
     start = len(HEADER)
     body = pa.Array.from_buffers(pa.binary(), 1, [None, pa.py_buffer(
         np.array([start, len(data)], np.int32)), pa.py_buffer(data)])  # no copy
