@@ -109,7 +109,9 @@ def _utf8_lines(lines: list[bytes], body: bytes,
     offset falls in one line, and the line's first one is what decoding it alone reports."""
     _decode_errors.at = []
     body.decode("utf-8", "harness.csvlines")
-    starts = list(accumulate((len(line) + 1 for line in lines), initial=0))
+    # each line's start: its length and its line end, summed (C-level iterators: a
+    # generator expression cost ~0.15 us a line)
+    starts = list(accumulate(map((1).__add__, map(len, lines)), initial=0))
     good, rejected = list(lines), []
     for at in _decode_errors.at:
         i = bisect.bisect_right(starts, at) - 1
@@ -128,7 +130,8 @@ def text_lines(data: bytes, encoding: str) -> tuple[list[bytes], str]:
     pyarrow's reader drops one at the start of whatever it reads, so left in, a record's
     first field would depend on where the record sits."""
     lines, note = _split(data)
-    if is_utf8(encoding) and data.find(UTF8_BOM, 1) >= 0:
+    # the BOM's first byte is rare in text: its memchr spares most files the slower search
+    if is_utf8(encoding) and data.find(UTF8_BOM[:1], 1) >= 0 and data.find(UTF8_BOM, 1) >= 0:
         stripped = 0
         for i, line in enumerate(lines):
             if line.startswith(UTF8_BOM):

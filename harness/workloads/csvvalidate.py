@@ -254,10 +254,12 @@ def _judged(checked: Checked, lines: list[bytes], candidates: list[int],
                                          f"fields, got {_fields(lines[i])}", lines[i]))
     parsed = np.delete(np.asarray(candidates, dtype=np.int32), wrong)
     codes = rowrule.judge(table, longest)
-    for k in np.flatnonzero(codes):
+    bad = np.flatnonzero(codes)
+    # the rejected rows' fields in one conversion (one slice each cost ~15 us a row)
+    for k, fields in zip(bad, table.take(bad).to_pylist() if len(bad) else ()):
         reason = rowrule.FIELD_REASONS[codes[k]]
         i = int(parsed[k])
-        raw, detail = cut(lines[i], rowrule.detail(reason, table.slice(k, 1).to_pylist()[0]))
+        raw, detail = cut(lines[i], rowrule.detail(reason, fields))
         checked.rejected.append(Rejected(i + 1, reason, detail, raw))
     valid = codes == 0
     checked.judged = table.filter(pa.array(valid)) if not valid.all() else table
