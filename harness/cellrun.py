@@ -156,8 +156,7 @@ class CellProcess:
         self.on_progress(len(seen), counts.get("error", 0), out.units_total)
 
     def _recover_box(self, box_fd: int) -> None:
-        """Keep the records the child logged but died before shipping (harness.blackbox);
-        a child that ended normally shipped them all, and nothing is added."""
+        """Keep the records the child logged but died before shipping (harness.blackbox)."""
         try:
             logged = read_box(box_fd)
         except OSError as exc:  # what the channel carried stands; say what may be missing
@@ -234,7 +233,9 @@ class CellProcess:
             self.on_group(None)
             reader.join(timeout=10)
             self.outcome.sampler["reader_cpu_s"] = self._reader_cpu_s
-            if not reader.is_alive():  # the units file has one writer at a time
+            # A child that sent its end message had shipped every record before it; the
+            # box is read only when it did not (and the reader is done: one file writer).
+            if self.outcome.makespan_s is None and not reader.is_alive():
                 self._recover_box(box_fd)
             os.close(box_fd)
             self._finish(child, started_ns)

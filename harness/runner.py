@@ -234,8 +234,13 @@ class Runner:
         """Every planned cell in order (a sweep overrides this to choose cells as it goes)."""
         with CellProgress(self.console, self.config.progress, len(self.plan)) as progress:
             for cell in self.plan:
-                self._check_services(cell, stack, record, run_dir)
-                self._run_cell(cell, ctx, stack, run_dir, progress)
+                self._run_checked(cell, ctx, stack, record, run_dir, progress)
+
+    def _run_checked(self, cell: PlannedCell, ctx: Context, stack: ServiceStack,
+                     record: RunRecord, run_dir: Path, progress: CellProgress) -> None:
+        """One cell, after the service check every cell gets (a sweep's too)."""
+        self._check_services(cell, stack, record, run_dir)
+        self._run_cell(cell, ctx, stack, run_dir, progress)
 
     def _check_services(self, cell: PlannedCell, stack: ServiceStack, record: RunRecord,
                         run_dir: Path) -> None:

@@ -237,11 +237,10 @@ def bound(ctx: Context, executor: str) -> float:
     cpu = ctx.params["kind"] == "cpu"
     # Threads, the event loop and a loop share one interpreter: CPU-like work is serialized
     # by the GIL; worker processes are limited by the cores.
-    cpu_floor = n * cost if executor in ("serial", "threads", "asyncio") \
-        else n * cost / min(workers, cores or 1)
+    one_interpreter = executor in ("serial", "threads", "asyncio")
+    cpu_floor = n * cost if one_interpreter else n * cost / min(workers, cores or 1)
     # The lock is one interpreter's: worker processes each hold their own, never shared.
-    shared = executor in ("serial", "threads", "asyncio")
-    fraction = ctx.params["lock_fraction"] if not cpu and shared else 0.0
+    fraction = ctx.params["lock_fraction"] if not cpu and one_interpreter else 0.0
     if fraction:
         # One interpreter shares the lock: its parts are serial and stop everyone else, the
         # rest runs at most ``workers`` at a time (Amdahl's law).
