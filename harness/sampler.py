@@ -2,11 +2,13 @@
 
 It runs on a thread of the parent, never in the workload process, so it cannot compete
 for the workload's GIL. Process objects are cached and the child list is refreshed about
-once a second (more often in the first second, when pools start). On Linux the counters
-and the child list are read from /proc directly (see ``_read_counters``): psutil's calls
-cost ~5x more, too much for a 10 Hz sampler to stay under 1% of a core.
-Counters of processes that exit keep their last value, so tree totals never go backwards
-when a pool worker ends. Memory is reported as RSS (every tick), and as PSS and USS from
+once a second (more often in the first second, when pools start; a service's every
+:data:`DISCOVER_S` on Linux). On Linux the counters and the child list are read from
+/proc directly (see ``_read_counters``): psutil's calls cost ~5x more, too much for a
+10 Hz sampler to stay under 1% of a core. A process's CPU includes the children it reaped, so a child that
+lived between two refreshes is counted all the same; counters of processes that exit
+otherwise keep their last value, so tree totals never go backwards when a pool worker
+ends. Memory is reported as RSS (every tick), and as PSS and USS from
 /proc/PID/smaps_rollup, read at every refresh (it walks the page tables: ~0.4 ms per
 process). PSS counts a page shared by k processes as 1/k in each, so a pool's summed PSS
 counts shared pages once where summed RSS counts them k times. Between two smaps reads
@@ -29,7 +31,15 @@ import psutil
 
 REFRESH_S = 1.0
 FIRST_REFRESH_S = 0.1  # refresh quickly at first (pools start early), backing off to REFRESH_S
-_IO_COUNTERS = ("read_bytes", "write_bytes", "read_chars", "write_chars")
+# Where the child list is cheap to read (Linux: /proc/PID/task/TID/children), a service's
+# is re-read this often whatever the smaps schedule: a server's connection backends start
+# and stop within a cell, and one started after a 1 s refresh was invisible until the next
+# one. The cell's own tree keeps the schedule (its pools start early; reading the child
+# lists of every thread of a pool 5 times a second cost ~0.5% of a core, measured).
+DISCOVER_S = 0.2
+# Counters the kernel folds into the reaping parent (CPU as its children's times, which a
+# sample adds to the parent's own; I/O into its own /proc/PID/io).
+_FOLDED = ("cpu_user", "cpu_sys", "read_bytes", "write_bytes", "read_chars", "write_chars")
 _COUNTERS = ("cpu_user", "cpu_sys", "read_bytes", "write_bytes", "read_chars", "write_chars",
              "ctx_vol", "ctx_invol")
 
@@ -81,15 +91,17 @@ class _Series:
     def _retire(self, pid: int) -> None:
         """Keep an exited process's counters in the tree's totals, exactly once.
 
-        CPU time must be kept: the kernel folds a reaped child's CPU into its parent's
-        *children* times, which are not the parent's own. I/O is different: the kernel adds
-        a reaped child's I/O to the parent's own /proc/PID/io, so when the parent is in this
-        tree the child's I/O is already counted there and keeping it would count it twice.
+        A process's CPU counters include its reaped children's (the kernel's children
+        times, which cover every descendant waited for, seen or not: a backend that lived
+        between two refreshes is counted when the server reaps it), and the kernel adds a
+        reaped child's I/O to the parent's own /proc/PID/io. So when the parent is in this
+        tree, those counters of the child are already counted there, and keeping them would
+        count them twice. A child whose parent is not sampled keeps its last values.
         """
         self.files.forget(pid)
         parent_sampled = self.parents.pop(pid, None) in self.procs
         for key, value in self.last.pop(pid, {}).items():
-            if parent_sampled and key in _IO_COUNTERS:
+            if parent_sampled and key in _FOLDED:
                 continue
             self.gone[key] = self.gone.get(key, 0.0) + value
 
@@ -226,7 +238,9 @@ def _read_counters(proc: psutil.Process,
             io_tokens = io_text.split()
             io = dict(zip(io_tokens[::2], io_tokens[1::2]))
             # RSS from statm, as psutil reads it (stat's copy lags behind)
-            return ({"cpu_user": int(fields[11]) / _TICKS, "cpu_sys": int(fields[12]) / _TICKS,
+            # utime + cutime, stime + cstime: own CPU and that of the children it reaped
+            return ({"cpu_user": (int(fields[11]) + int(fields[13])) / _TICKS,
+                     "cpu_sys": (int(fields[12]) + int(fields[14])) / _TICKS,
                      "read_bytes": int(io[b"read_bytes:"]), "write_bytes": int(io[b"write_bytes:"]),
                      "read_chars": int(io[b"rchar:"]), "write_chars": int(io[b"wchar:"]),
                      "ctx_vol": _status_field(status, b"\nvoluntary_ctxt_switches:"),
@@ -241,7 +255,8 @@ def _read_counters(proc: psutil.Process,
         cpu, mem, io, ctx, n_threads = (proc.cpu_times(), proc.memory_info(),
                                         proc.io_counters(), proc.num_ctx_switches(),
                                         proc.num_threads())
-    return ({"cpu_user": cpu.user, "cpu_sys": cpu.system,
+    return ({"cpu_user": cpu.user + getattr(cpu, "children_user", 0.0),
+             "cpu_sys": cpu.system + getattr(cpu, "children_system", 0.0),
              "read_bytes": io.read_bytes, "write_bytes": io.write_bytes,
              "read_chars": getattr(io, "read_chars", 0),
              "write_chars": getattr(io, "write_chars", 0),
@@ -296,7 +311,7 @@ class Sampler:
     def _sample_until_stopped(self) -> None:
         cpu0 = time.thread_time_ns()
         start = time.perf_counter_ns()
-        next_refresh = 0.0
+        next_refresh = next_discover = 0.0
         refresh_every = FIRST_REFRESH_S
         next_tick = time.perf_counter()
         while not self._stop.is_set():
@@ -305,10 +320,13 @@ class Sampler:
             if refresh:
                 next_refresh = now + refresh_every
                 refresh_every = min(REFRESH_S, refresh_every * 2)
+            discover = _CHILDREN_FILES and now >= next_discover
+            if discover:
+                next_discover = now + DISCOVER_S
             t_ns = time.perf_counter_ns()
             for index, series in enumerate(self._series):
-                if refresh:
-                    series.refresh(with_uss=True)
+                if refresh or (discover and index > 0):  # services: backends come and go
+                    series.refresh(with_uss=refresh)
                 values = series.sample()
                 self._on_sample(series.name, t_ns, values)
                 if index == 0 and self._on_tick is not None:
