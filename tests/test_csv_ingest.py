@@ -291,5 +291,9 @@ def test_ceiling_is_the_median_of_three_passes(postgres, tmp_path: Path) -> None
         # the median is what the ceiling uses, and it must be a real, positive time.
         assert median(passes) > 0
         assert ceiling.by_parallelism[n] == pytest.approx(ceiling.rows / median(passes))
+    if ceiling.method == "psql \\copy":  # psql reads and sends every row: never free
+        assert 0 < ceiling.client_cpu_per_row < 50e-6, ceiling.client_cpu_per_row
+    else:
+        assert ceiling.client_cpu_per_row is None
     with pytest.raises(RuntimeError, match="not measurable"):
         copyceiling._positive(0.0, 0.02, 1000)

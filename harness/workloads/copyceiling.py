@@ -15,11 +15,16 @@ load (median of :data:`PASSES` empty runs) is subtracted. Each loader count is t
 on a shared machine swings by a third, best-of picks the luckiest. A pass no longer than
 start-up cannot be a rate and raises instead of dividing by almost nothing. Measured once
 per run, in the scenario's ``prepare``.
+
+The psql processes' own CPU time (user + system, from the reaped children's rusage, their
+start-up's subtracted likewise) is kept per row: what the client side of a load costs at
+its least, to set a pipeline's client CPU per row against (``make perf`` prints both).
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -49,6 +54,8 @@ class Ceiling:
     method: str                          # "psql \\copy" or "psycopg raw COPY (no psql)"
     by_parallelism: dict[str, float] = field(default_factory=dict)  # "1"/"2" -> rows/s
     passes: dict[str, list[float]] = field(default_factory=dict)    # "1"/"2" -> seconds
+    # psql's CPU seconds per row loaded (median pass, start-up's subtracted); None without psql
+    client_cpu_per_row: float | None = None
 
 
 def _quoted_path(path: Path) -> str:
@@ -136,13 +143,14 @@ def measure(dsn: str, folder: Path, files: list[FileExpectation], schema: str,
     ident = sql.Identifier(schema)
     table = f'"{schema}".ceiling'
 
-    def load(parts: list[list[Path]]) -> float:
-        started = time.perf_counter()
+    def load(parts: list[list[Path]]) -> tuple[float, float]:
+        """(seconds, CPU seconds of the psql processes) of one load."""
+        started, cpu = time.perf_counter(), _children_cpu()
         if psql:
             _psql_runs(psql, dsn, table, parts)
         else:
             _raw_runs(dsn, table, parts)
-        return time.perf_counter() - started
+        return time.perf_counter() - started, _children_cpu() - cpu
 
     def truncate() -> None:
         with connect(dsn, autocommit=True) as conn:
@@ -154,21 +162,34 @@ def measure(dsn: str, folder: Path, files: list[FileExpectation], schema: str,
         conn.execute(ceiling_ddl(schema))
     rates: dict[str, float] = {}
     passes: dict[str, list[float]] = {}
+    client_cpu: list[float] = []
     try:
         load([paths[:WARMUP_FILES]])  # untimed: caches, catalog, the table's first pages
         for n in levels or parallelism_levels():
             parts = [paths[i::n] for i in range(n) if paths[i::n]]
             # start, connect, exit: not loading
-            startup = statistics.median(load([[] for _ in parts]) for _ in range(PASSES))
+            empty = [load([[] for _ in parts]) for _ in range(PASSES)]
+            startup = statistics.median(t for t, _ in empty)
+            startup_cpu = statistics.median(c for _, c in empty)
             passes[str(n)] = []
             for _ in range(PASSES):
                 truncate()
-                passes[str(n)].append(load(parts) - startup)
+                elapsed, cpu = load(parts)
+                passes[str(n)].append(elapsed - startup)
+                client_cpu.append(max(0.0, cpu - startup_cpu))
             rates[str(n)] = rows / _positive(statistics.median(passes[str(n)]), startup, rows)
     finally:
         with connect(dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(ident))
-    return Ceiling(max(rates.values(), default=0.0), rows, len(paths), method, rates, passes)
+    per_row = statistics.median(client_cpu) / rows if psql and client_cpu and rows else None
+    return Ceiling(max(rates.values(), default=0.0), rows, len(paths), method, rates, passes,
+                   per_row)
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of this process's reaped children (the psql processes)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _positive(elapsed: float, startup: float, rows: int) -> float:

@@ -10,6 +10,11 @@
    a shared machine during the round spreads over both sides. Median over rounds.
    Then each loader (copy, executemany, pandas, orm) in the round's best mode, once, in
    rows/s and as a ratio of the same ceiling: what a team's loading habit costs.
+   And where the time goes: the best cell's CPU per row in its own process tree (the
+   client: reading, validating, sending) and in the PostgreSQL server, from the parent's
+   10 Hz samples over the run phase, against psql's own CPU per row in the ceiling. On a
+   machine whose cores the client shares with the server, every microsecond of client CPU
+   per row is taken from the server.
 2. The harness's peak RSS at 1x and 10x the number of files (same file size): files stream,
    never all in memory, so the second stays within 1.2x of the first. The harness process
    runs in a fresh interpreter that reports its own ``ru_maxrss``; the cell process's peak
@@ -28,6 +33,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from harness.analysis.frames import cells_frame
 from harness.config import RunConfig
 from harness.records import load_run
 from harness.runner import Runner
@@ -60,12 +66,15 @@ def test_best_mode_vs_psql_copy_ceiling(benchmark, tmp_path: Path) -> None:
         best = _best_cell(run)
         valid_rows = sum(u["rows"] for u in run.units[best["cell_id"]] if u["status"] == "ok")
         before = valid_rows / best["bound_s"]          # rows/s of prepare's ceiling
-        after = _ceiling_now(runner)
+        again = _ceiling_now(runner)
+        after = again.rows_per_s
         ceiling = (before + after) / 2
         rows_per_s = valid_rows / best["makespan_s"]
         rounds.append({"mode": best["label"], "name": best["mode"], "rows_per_s": rows_per_s, "before": before,
                        "after": after, "ratio": rows_per_s / ceiling,
-                       "by_mode": {c["label"]: valid_rows / c["makespan_s"] for c in run.cells}})
+                       "by_mode": {c["label"]: valid_rows / c["makespan_s"] for c in run.cells},
+                       **_cpu_per_row(run, best, valid_rows),
+                       "psql_us": (again.client_cpu_per_row or float("nan")) * 1e6})
 
     benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
     ratio = statistics.median(r["ratio"] for r in rounds)
@@ -78,6 +87,9 @@ def test_best_mode_vs_psql_copy_ceiling(benchmark, tmp_path: Path) -> None:
         print(f"    round {i}: best {r['mode']} {r['rows_per_s']:,.0f} rows/s vs ceiling "
               f"{r['before']:,.0f} before / {r['after']:,.0f} after = {r['ratio']:.2f}x "
               f"({modes} rows/s)")
+        print(f"        CPU per row in the run phase: client {r['client_us']:.2f} us, server "
+              f"{r['server_us']:.2f} us, {r['cores_busy']:.2f} of {os.cpu_count()} cores busy; "
+              f"psql \\copy's client {r['psql_us']:.2f} us")
     print(f"    loaders in {best_mode}:")
     for loader, (rate, of_ceiling) in loaders.items():
         print(f"        {loader:12s} {rate:12,.0f} rows/s  {of_ceiling:5.2f}x ceiling")
@@ -101,7 +113,25 @@ def _loader_rates(out: Path, mode: str, ceiling: float) -> dict[str, tuple[float
     return rates
 
 
-def _ceiling_now(runner: Runner) -> float:
+def _cpu_per_row(run: Any, cell: dict[str, Any], rows: int) -> dict[str, float]:
+    """The cell's CPU per row (us) of its own tree and of the PostgreSQL series in the run
+    phase, and the cores they kept busy. From 10 Hz samples, whose span around a ~0.5 s run
+    reaches up to a tick past each end: the mean rate over the span times the run phase,
+    not the span's CPU, which would count the idle edges' neighbours as the run's."""
+    frame = cells_frame(run).set_index("cell_id")
+    row = frame.loc[cell["cell_id"]]
+
+    def busy(prefix: str) -> float:  # cores, mean over the sampled span
+        column = f"{prefix}cpu_mean_pct"
+        return float(row[column]) / 100 if column in frame else float("nan")  # not sampled
+
+    client, server = busy(""), busy("svc_postgres_")
+    per_row_us = cell["makespan_s"] / rows * 1e6
+    return {"client_us": client * per_row_us, "server_us": server * per_row_us,
+            "cores_busy": client + server}
+
+
+def _ceiling_now(runner: Runner) -> copyceiling.Ceiling:
     """The ceiling measured again, right after the round's cells, on the same data and
     server (DATABASE_URL or the embedded one, as the run used)."""
     spec = runner.scenario.module.spec_of(runner.params)
@@ -110,7 +140,7 @@ def _ceiling_now(runner: Runner) -> float:
     info = service.start()
     try:
         files = csvgen.sample_clean(folder, 10**7)
-        return copyceiling.measure(info.dsn, folder, files, f"csv_perf_ceiling_{os.getpid()}").rows_per_s
+        return copyceiling.measure(info.dsn, folder, files, f"csv_perf_ceiling_{os.getpid()}")
     finally:
         service.stop()
 
