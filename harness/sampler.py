@@ -5,10 +5,10 @@ for the workload's GIL. Process objects are cached and the child list is refresh
 once a second (more often in the first second, when pools start; a service's every
 :data:`DISCOVER_S` on Linux). On Linux the counters and the child list are read from
 /proc directly (see ``_read_counters``): psutil's calls cost ~5x more, too much for a
-10 Hz sampler to stay under 1% of a core. A process's CPU includes the children it reaped, so a child that
-lived between two refreshes is counted all the same; counters of processes that exit
-otherwise keep their last value, so tree totals never go backwards when a pool worker
-ends. Memory is reported as RSS (every tick), and as PSS and USS from
+10 Hz sampler to stay under 1% of a core. A process's CPU includes the children it
+reaped, so a child that lived between two refreshes is counted all the same; counters of
+processes that exit otherwise keep their last value, so tree totals never go backwards
+when a pool worker ends. Memory is reported as RSS (every tick), and as PSS and USS from
 /proc/PID/smaps_rollup, read at every refresh (it walks the page tables: ~0.4 ms per
 process). PSS counts a page shared by k processes as 1/k in each, so a pool's summed PSS
 counts shared pages once where summed RSS counts them k times. Between two smaps reads
