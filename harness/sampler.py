@@ -96,7 +96,9 @@ class _Series:
         between two refreshes is counted when the server reaps it), and the kernel adds a
         reaped child's I/O to the parent's own /proc/PID/io. So when the parent is in this
         tree, those counters of the child are already counted there, and keeping them would
-        count them twice. A child whose parent is not sampled keeps its last values.
+        count them twice. A child whose parent is not sampled keeps its last values. (A
+        child reaped between its parent's read and its own is missing from that one sample:
+        the next has it in the parent's children times.)
         """
         self.files.forget(pid)
         parent_sampled = self.parents.pop(pid, None) in self.procs
