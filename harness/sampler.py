@@ -37,9 +37,13 @@ FIRST_REFRESH_S = 0.1  # refresh quickly at first (pools start early), backing o
 # one. The cell's own tree keeps the schedule (its pools start early; reading the child
 # lists of every thread of a pool 5 times a second cost ~0.5% of a core, measured).
 DISCOVER_S = 0.2
+# Platforms whose kernels report a process's reaped children's CPU times (psutil gives 0
+# elsewhere: there an exited child keeps its own last values, as before).
+_CHILD_TIMES = sys.platform.startswith(("linux", "freebsd"))
 # Counters the kernel folds into the reaping parent (CPU as its children's times, which a
 # sample adds to the parent's own; I/O into its own /proc/PID/io).
-_FOLDED = ("cpu_user", "cpu_sys", "read_bytes", "write_bytes", "read_chars", "write_chars")
+_FOLDED = (("cpu_user", "cpu_sys") if _CHILD_TIMES else ()) + (
+    "read_bytes", "write_bytes", "read_chars", "write_chars")
 _COUNTERS = ("cpu_user", "cpu_sys", "read_bytes", "write_bytes", "read_chars", "write_chars",
              "ctx_vol", "ctx_invol")
 
@@ -53,7 +57,8 @@ class _Series:
     procs: dict[int, psutil.Process] = field(default_factory=dict)
     last: dict[int, dict[str, float]] = field(default_factory=dict)  # last counters per pid
     gone: dict[str, float] = field(default_factory=dict)  # counters of exited processes
-    parents: dict[int, int] = field(default_factory=dict)  # pid -> ppid, as of the last refresh
+    parents: dict[int, int] = field(default_factory=dict)  # pid -> ppid, as last read
+    reaping: set[int] = field(default_factory=set)  # read alive (no zombie) at the last tick
     uss: float = 0.0
     pss: float = 0.0
     rss_at_pss: float = 0.0  # the tree's private resident bytes when PSS was last read
@@ -64,20 +69,28 @@ class _Series:
         for pid in self.roots:
             try:
                 root = self.procs.get(pid) or psutil.Process(pid)
-                found[pid] = root
-                for child in _descendants(root):
-                    found[child] = self.procs.get(child) or psutil.Process(child)
             except psutil.Error:
                 continue
-        for pid in set(self.procs) - set(found):
-            self._retire(pid)
-        self.procs = found
-        for pid, proc in found.items():
-            if pid not in self.parents:
+            found[pid] = root
+            for child in _descendants(root):
                 try:
-                    self.parents[pid] = proc.ppid()
+                    found[child] = self.procs.get(child) or psutil.Process(child)
                 except psutil.Error:
-                    continue
+                    continue  # it exited since it was listed; its siblings stay
+        # Gone from the tree (parents before their children): reaped by a process of the
+        # tree, whose reading at this tick then holds it; or still running elsewhere
+        # (reparented), keeping its last values as an exit the tree did not reap.
+        folded: dict[int, bool] = {}
+        for pid in [pid for pid in self.procs if pid not in found]:
+            parent = self.parents.get(pid)
+            if self._running(pid):
+                folded[pid] = False
+            elif parent in folded:
+                folded[pid] = folded[parent]
+            else:
+                folded[pid] = parent in found and parent in self.reaping
+            self._retire(pid, folded[pid])
+        self.procs = found
         if with_uss:
             uss = pss = 0.0
             for proc in found.values():
@@ -88,43 +101,65 @@ class _Series:
                 uss, pss = uss + proc_uss, pss + proc_pss
             self.uss, self.pss, self.rss_at_pss = uss, pss, -1.0  # anchored at the next sample
 
-    def _retire(self, pid: int) -> None:
+    def _running(self, pid: int) -> bool:
+        """Whether ``pid`` (a process once in the tree) still exists; its open /proc files
+        are bound to it, so a reused pid reads as gone."""
+        try:
+            _read_counters(self.procs[pid], self.files)
+            return True
+        except psutil.Error:
+            return False
+
+    def _retire(self, pid: int, folded: bool) -> None:
         """Keep an exited process's counters in the tree's totals, exactly once.
 
         A process's CPU counters include its reaped children's (the kernel's children
         times, which cover every descendant waited for, seen or not: a backend that lived
         between two refreshes is counted when the server reaps it), and the kernel adds a
-        reaped child's I/O to the parent's own /proc/PID/io. So when the parent is in this
-        tree, those counters of the child are already counted there, and keeping them would
-        count them twice. A child whose parent is not sampled keeps its last values. (A
-        child reaped between its parent's read and its own is missing from that one sample:
-        the next has it in the parent's children times.)
+        reaped child's I/O to the parent's own /proc/PID/io. So a child ``folded`` into a
+        parent of the tree (reaped by it: see :meth:`sample`) is already counted there, and
+        keeping its values would count them twice. Any other exit (a daemon's child, a
+        killed cell's workers reaped by init, a parent that never waits) keeps the last
+        values read. A parent that ignores SIGCHLD reaps without children times: its
+        children's CPU is lost (PostgreSQL and Python wait for theirs).
         """
         self.files.forget(pid)
-        parent_sampled = self.parents.pop(pid, None) in self.procs
+        self.parents.pop(pid, None)
         for key, value in self.last.pop(pid, {}).items():
-            if parent_sampled and key in _FOLDED:
+            if folded and key in _FOLDED:
                 continue
             self.gone[key] = self.gone.get(key, 0.0) + value
 
     def sample(self) -> dict[str, float]:
+        readings: dict[int, _Reading] = {}
+        vanished = []
+        for pid, proc in self.procs.items():
+            try:
+                readings[pid] = _read_counters(proc, self.files)
+            except psutil.Error:
+                vanished.append(pid)
+        fresh: dict[int, bool] = {}  # parents read again this tick
+        folded: dict[int, bool] = {}   # the vanished, parents before their children
+        for pid in vanished:
+            parent = self.parents.get(pid)
+            # A parent that vanished too most likely reaped it first: wherever the parent's
+            # counters went (a tree process's children times, or kept), the child's went.
+            folded[pid] = folded[parent] if parent in folded else \
+                self._reaped_by(parent, readings, fresh)
+        for pid in vanished:
+            self._retire(pid, folded[pid])
+            del self.procs[pid]
         totals = dict.fromkeys(_COUNTERS, 0.0)
         rss = private = threads = 0.0
-        alive = 0
-        for pid, proc in list(self.procs.items()):
-            try:
-                counters, proc_rss, n_threads, proc_shared = _read_counters(proc, self.files)
-            except psutil.Error:
-                self._retire(pid)
-                del self.procs[pid]
-                continue
-            self.last[pid] = counters
-            for key, value in counters.items():
+        for pid, reading in readings.items():
+            self.last[pid], self.parents[pid] = reading.counters, reading.ppid
+            for key, value in reading.counters.items():
                 totals[key] += value
-            rss += proc_rss
-            private += proc_rss - proc_shared
-            threads += n_threads
-            alive += 1
+            rss += reading.rss
+            private += reading.rss - reading.shared
+            threads += reading.threads
+        self.reaping = {pid for pid, reading in readings.items() if reading.reaps}
+        alive = len(readings)
         for key, value in self.gone.items():
             totals[key] += value
         if self.rss_at_pss < 0:  # PSS was just read: anchor it to this sample
@@ -134,6 +169,23 @@ class _Series:
         pss = max(0.0, self.pss + private - self.rss_at_pss) if self.pss else rss
         totals.update(rss=rss, uss=self.uss, pss=pss, threads=threads, procs=alive)
         return totals
+
+    def _reaped_by(self, parent: int | None, readings: dict[int, "_Reading"],
+                   fresh: dict[int, bool]) -> bool:
+        """Whether a child of ``parent`` that vanished this tick is in ``parent``'s children
+        times in this very sample. Its /proc entry goes only when it is waited for, so a
+        parent still alive has reaped it; but the parent may have been read before that:
+        it is read again (once per tick), so the sample neither dips nor counts it twice."""
+        if parent not in readings or not readings[parent].reaps:
+            return False  # gone or a zombie: someone else (init) reaps its children
+        if parent not in fresh:
+            try:
+                readings[parent] = _read_counters(self.procs[parent], self.files)
+                fresh[parent] = readings[parent].reaps
+            except psutil.Error:
+                fresh[parent] = False
+                del readings[parent]  # it exited too: retired at the next tick
+        return fresh[parent]
 
 
 # Linux fast path. psutil's five calls per process cost ~190 us (measured on a 2-core
@@ -229,10 +281,20 @@ def _read_uss_pss(proc: psutil.Process) -> tuple[float, float]:
     return float(info.uss), float(getattr(info, "pss", info.uss))
 
 
-def _read_counters(proc: psutil.Process,
-                   files: _ProcFiles) -> tuple[dict[str, float], float, int, float]:
-    """Cumulative counters, RSS, thread count and shared resident bytes of one process
-    (psutil.Error when gone)."""
+@dataclass(frozen=True)
+class _Reading:
+    """One process at one tick."""
+
+    counters: dict[str, float]  # cumulative: CPU (its own and its reaped children's), I/O, ...
+    rss: float
+    threads: int
+    shared: float               # shared resident bytes
+    ppid: int
+    reaps: bool                 # alive, not a zombie: a child it waits for joins its counters
+
+
+def _read_counters(proc: psutil.Process, files: _ProcFiles) -> _Reading:
+    """One process's counters and memory (psutil.Error when gone)."""
     if _PROCFS:
         try:
             stat, statm, io_text, status = files.read(proc.pid)
@@ -241,14 +303,15 @@ def _read_counters(proc: psutil.Process,
             io = dict(zip(io_tokens[::2], io_tokens[1::2]))
             # RSS from statm, as psutil reads it (stat's copy lags behind)
             # utime + cutime, stime + cstime: own CPU and that of the children it reaped
-            return ({"cpu_user": (int(fields[11]) + int(fields[13])) / _TICKS,
-                     "cpu_sys": (int(fields[12]) + int(fields[14])) / _TICKS,
-                     "read_bytes": int(io[b"read_bytes:"]), "write_bytes": int(io[b"write_bytes:"]),
-                     "read_chars": int(io[b"rchar:"]), "write_chars": int(io[b"wchar:"]),
-                     "ctx_vol": _status_field(status, b"\nvoluntary_ctxt_switches:"),
-                     "ctx_invol": _status_field(status, b"\nnonvoluntary_ctxt_switches:")},
-                    int(statm.split()[1]) * _PAGE, int(fields[17]),
-                    int(statm.split()[2]) * _PAGE)
+            return _Reading(
+                {"cpu_user": (int(fields[11]) + int(fields[13])) / _TICKS,
+                 "cpu_sys": (int(fields[12]) + int(fields[14])) / _TICKS,
+                 "read_bytes": int(io[b"read_bytes:"]), "write_bytes": int(io[b"write_bytes:"]),
+                 "read_chars": int(io[b"rchar:"]), "write_chars": int(io[b"wchar:"]),
+                 "ctx_vol": _status_field(status, b"\nvoluntary_ctxt_switches:"),
+                 "ctx_invol": _status_field(status, b"\nnonvoluntary_ctxt_switches:")},
+                int(statm.split()[1]) * _PAGE, int(fields[17]), int(statm.split()[2]) * _PAGE,
+                int(fields[1]), fields[0] not in (b"Z", b"X"))
         except (FileNotFoundError, ProcessLookupError):
             raise psutil.NoSuchProcess(proc.pid) from None
         except (OSError, ValueError, KeyError, IndexError):
@@ -257,13 +320,17 @@ def _read_counters(proc: psutil.Process,
         cpu, mem, io, ctx, n_threads = (proc.cpu_times(), proc.memory_info(),
                                         proc.io_counters(), proc.num_ctx_switches(),
                                         proc.num_threads())
-    return ({"cpu_user": cpu.user + getattr(cpu, "children_user", 0.0),
-             "cpu_sys": cpu.system + getattr(cpu, "children_system", 0.0),
-             "read_bytes": io.read_bytes, "write_bytes": io.write_bytes,
-             "read_chars": getattr(io, "read_chars", 0),
-             "write_chars": getattr(io, "write_chars", 0),
-             "ctx_vol": ctx.voluntary, "ctx_invol": ctx.involuntary}, mem.rss, n_threads,
-            getattr(mem, "shared", 0))
+        ppid, status = proc.ppid(), proc.status()
+    children = _CHILD_TIMES  # elsewhere psutil reports them as 0
+    return _Reading(
+        {"cpu_user": cpu.user + (getattr(cpu, "children_user", 0.0) if children else 0.0),
+         "cpu_sys": cpu.system + (getattr(cpu, "children_system", 0.0) if children else 0.0),
+         "read_bytes": io.read_bytes, "write_bytes": io.write_bytes,
+         "read_chars": getattr(io, "read_chars", 0),
+         "write_chars": getattr(io, "write_chars", 0),
+         "ctx_vol": ctx.voluntary, "ctx_invol": ctx.involuntary}, mem.rss, n_threads,
+        getattr(mem, "shared", 0), ppid,
+        status not in (psutil.STATUS_ZOMBIE, getattr(psutil, "STATUS_DEAD", "dead")))
 
 
 class Sampler:

@@ -159,8 +159,9 @@ def cell_metrics(checks: list[dict[str, Any]], metrics: list[dict[str, Any]]) ->
 
 
 def _exact_cpu(row: dict[str, Any], cell: dict[str, Any]) -> None:
-    """A single-process tree's CPU from its own rusage over the run phase: exact, where
-    10 Hz samples are not. A pool's workers are outside that rusage: samples count them."""
+    """A single-process tree's CPU from its rusage over the run phase (its own and that of
+    the children it reaped, as the samples count it): exact, where 10 Hz samples are not. A
+    pool's workers, alive through the run phase, are outside that rusage: samples count them."""
     info = cell.get("info") or {}
     if "cpu_self_user_s" not in info or not cell.get("makespan_s"):
         return
