@@ -112,6 +112,7 @@ class CellProcess:
         self._ended_ns: int | None = None  # when the child was seen to exit or was killed
         self._over_memory = threading.Event()
         self._reader_cpu_s = 0.0
+        self._sampler: Any = None  # the cell's Sampler, told by the reader when t0 came
 
     # ---- messages from the child ----
 
@@ -131,6 +132,7 @@ class CellProcess:
                 self._add_units(message[1])
             elif kind == "start":
                 out.t0_ns, out.t0_wall_ns, out.units_total = message[1], message[2], message[3]
+                self._sampler.run_started()
                 self.on_progress(0, 0, out.units_total)
             elif kind == "end":
                 phases = message[1]
@@ -213,9 +215,10 @@ class CellProcess:
         self.on_group(child.pid)
         reader = threading.Thread(target=self._read, args=(read_fd,), daemon=True,
                                   name="harness-cell-reader")
-        reader.start()
-        sampler = Sampler({"tree": [child.pid], **self.service_pids}, self.limits.sample_hz,
-                          self.on_sample, self._on_tick).start()
+        sampler = self._sampler = Sampler({"tree": [child.pid], **self.service_pids},
+                                          self.limits.sample_hz, self.on_sample, self._on_tick)
+        reader.start()  # after the sampler exists: the reader tells it when t0 came
+        sampler.start()
         observers = [factory(self.on_sample) for factory in self.side_samplers]
         for observer in observers:
             observer.start()

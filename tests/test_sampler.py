@@ -125,3 +125,38 @@ def test_a_grandchild_that_leaves_the_tree_alive_keeps_what_it_had_used():
     # the grandchild's CPU while it was in the tree stays counted: the total never dips
     assert all(b >= a for a, b in zip(cpu, cpu[1:])), cpu
     assert cpu[-1] >= 0.3, cpu[-1]
+
+
+# Set-up then run: the root starts a worker after the sampler's first quick refreshes; the
+# worker spends 0.4 s of CPU starting up, then idles (a pool worker waiting for units).
+LATE_WORKER = """
+import subprocess, sys, time
+time.sleep(0.8)
+subprocess.Popen([sys.executable, "-c",
+    "import time\\nend = time.process_time() + 0.4\\nwhile time.process_time() < end: pass\\n"
+    "time.sleep(2.0)"])
+print(time.perf_counter_ns(), flush=True)
+time.sleep(2.2)
+"""
+
+
+@pytest.mark.skipif(not sampler_module._CHILDREN_FILES, reason="no cheap child lists here")
+def test_a_pool_started_before_t0_brings_no_start_up_cpu_into_the_run_phase():
+    samples: list[tuple[int, dict]] = []
+    proc = subprocess.Popen([sys.executable, "-c", LATE_WORKER], stdout=subprocess.PIPE)
+    sampler = Sampler({"tree": [proc.pid]}, 20, lambda s, t, v: samples.append((t, v))).start()
+    try:
+        spawned_ns = int(proc.stdout.readline())
+        time.sleep(0.7)  # the worker's start-up is over: t0
+        t0 = time.perf_counter_ns()
+        sampler.run_started()
+        time.sleep(0.5)
+    finally:
+        sampler.stop()
+        proc.kill()
+        proc.wait()
+    before = [_cpu(v) for t, v in samples if t < t0]
+    during = [_cpu(v) for t, v in samples if t >= t0]
+    assert before[-1] >= 0.35  # the worker was found, start-up and all, before t0
+    # (without discovery before t0 it was first seen at the 1.5 s refresh, inside the "run")
+    assert during[-1] - before[-1] < 0.1, (before[-1], during[-1], spawned_ns)
