@@ -132,7 +132,8 @@ def run_cell(spec: dict[str, Any], spec_path: str, channel: ChannelWriter) -> in
         cpu.append(cpu_times())
         channel.send(("start", t0, wall_clock_of(t0), len(units)))
 
-    # This process's CPU over the run phase (exact; the parent's samples cover the tree).
+    # This process's CPU and its reaped children's over the run phase (exact; the
+    # parent's samples cover the tree).
     result = driver.run(units, on_t0, on_run_end=lambda: cpu.append(cpu_times()))
     recorder.close()
     close = scenario.function("close_worker")

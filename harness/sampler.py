@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import psutil
 
@@ -60,7 +60,6 @@ class _Series:
     last: dict[int, dict[str, float]] = field(default_factory=dict)  # last counters per pid
     gone: dict[str, float] = field(default_factory=dict)  # counters of exited processes
     parents: dict[int, int] = field(default_factory=dict)  # pid -> ppid, as last read
-    reaping: set[int] = field(default_factory=set)  # read alive (no zombie) at the last tick
     uss: float = 0.0
     pss: float = 0.0
     rss_at_pss: float = 0.0  # the tree's private resident bytes when PSS was last read
@@ -79,19 +78,15 @@ class _Series:
                     found[child] = self.procs.get(child) or psutil.Process(child)
                 except psutil.Error:
                     continue  # it exited since it was listed; its siblings stay
-        # Gone from the tree (parents before their children): reaped by a process of the
-        # tree, whose reading at this tick then holds it; or still running elsewhere
-        # (reparented), keeping its last values as an exit the tree did not reap.
-        folded: dict[int, bool] = {}
-        for pid in [pid for pid in self.procs if pid not in found]:
-            parent = self.parents.get(pid)
-            if self._running(pid):
-                folded[pid] = False
-            elif parent in folded:
-                folded[pid] = folded[parent]
-            else:
-                folded[pid] = parent in found and parent in self.reaping
-            self._retire(pid, folded[pid])
+        # Gone from the tree: one still running left it (reparented) and keeps its last
+        # values, as an exit the tree did not reap; one that exited stays listed, in order,
+        # for sample() to decide who reaped it.
+        for pid, proc in self.procs.items():
+            if pid not in found:
+                if self._exists(pid):
+                    self._retire(pid, folded=False)
+                else:
+                    found[pid] = proc
         self.procs = found
         if with_uss:
             uss = pss = 0.0
@@ -103,7 +98,7 @@ class _Series:
                 uss, pss = uss + proc_uss, pss + proc_pss
             self.uss, self.pss, self.rss_at_pss = uss, pss, -1.0  # anchored at the next sample
 
-    def _running(self, pid: int) -> bool:
+    def _exists(self, pid: int) -> bool:
         """Whether ``pid`` (a process once in the tree) still exists; its open /proc files
         are bound to it, so a reused pid reads as gone."""
         try:
@@ -160,7 +155,6 @@ class _Series:
             rss += reading.rss
             private += reading.rss - reading.shared
             threads += reading.threads
-        self.reaping = {pid for pid, reading in readings.items() if reading.reaps}
         alive = len(readings)
         for key, value in self.gone.items():
             totals[key] += value
@@ -283,9 +277,8 @@ def _read_uss_pss(proc: psutil.Process) -> tuple[float, float]:
     return float(info.uss), float(getattr(info, "pss", info.uss))
 
 
-@dataclass(frozen=True)
-class _Reading:
-    """One process at one tick."""
+class _Reading(NamedTuple):
+    """One process at one tick (a tuple: one is made per process per tick)."""
 
     counters: dict[str, float]  # cumulative: CPU (its own and its reaped children's), I/O, ...
     rss: float
@@ -351,7 +344,7 @@ class Sampler:
         self._on_sample = on_sample
         self._on_tick = on_tick
         self._stop = threading.Event()
-        self._running = threading.Event()  # the cell's run phase has begun
+        self._run_phase = threading.Event()  # the cell's run phase has begun
         self._thread = threading.Thread(target=self._loop, name="harness-sampler", daemon=True)
         self.ticks = 0
         self.cpu_ns = 0
@@ -365,7 +358,7 @@ class Sampler:
     def run_started(self) -> None:
         """The run phase began (t0): the cell's tree is set up, its child list goes on the
         slower schedule."""
-        self._running.set()
+        self._run_phase.set()
 
     def stop(self) -> dict[str, Any]:
         """Stop sampling; return the sampler's own cost."""
@@ -403,7 +396,7 @@ class Sampler:
             t_ns = time.perf_counter_ns()
             for index, series in enumerate(self._series):
                 # services: backends come and go; the tree: pools start before t0
-                if refresh or (discover and (index > 0 or not self._running.is_set())):
+                if refresh or (discover and (index > 0 or not self._run_phase.is_set())):
                     series.refresh(with_uss=refresh)
                 values = series.sample()
                 self._on_sample(series.name, t_ns, values)
